@@ -1,0 +1,145 @@
+"""System checks for ``settings.TASKQUEUE``: one id per problem, each with a hint."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error
+from django.utils.module_loading import import_string
+
+from .conf import DEFAULTS, conf
+
+PRIORITY_RANGE = (-32768, 32767)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    )
+
+
+def _positive_int(value: Any) -> bool:
+    return _is_int(value) and value >= 1
+
+
+def _priority(value: Any) -> bool:
+    return _is_int(value) and PRIORITY_RANGE[0] <= value <= PRIORITY_RANGE[1]
+
+
+# key -> (check id, predicate, what a valid value is)
+RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
+    "WORKER_COUNT": ("E003", _positive_int, "a positive integer"),
+    "BUFFER_SIZE": ("E004", _positive_int, "a positive integer"),
+    "DEFAULT_PRIORITY": (
+        "E005",
+        _priority,
+        f"an integer from {PRIORITY_RANGE[0]} to {PRIORITY_RANGE[1]} (lower runs first)",
+    ),
+    "DEFAULT_RETRY_MAX": ("E006", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "RUN_IMMEDIATE_PRIORITY": (
+        "E007",
+        lambda v: v is None or _priority(v),
+        f"None (off) or an integer from {PRIORITY_RANGE[0]} to {PRIORITY_RANGE[1]}",
+    ),
+    "RUN_IMMEDIATE_WORKERS": ("E008", _positive_int, "a positive integer"),
+    "POLL_STORAGE": ("E009", lambda v: isinstance(v, bool), "True or False"),
+    "POLL_INTERVAL": ("E010", lambda v: _is_number(v) and v > 0, "a number of seconds > 0"),
+    "LOCK_TIMEOUT": ("E011", lambda v: _is_number(v) and v >= 1, "a number of seconds >= 1"),
+    "PREPROCESSORS": (
+        "E012",
+        lambda v: isinstance(v, list | tuple) and all(isinstance(p, str) for p in v),
+        "a list of dotted paths to callables",
+    ),
+    "AUTODISCOVER": (
+        "E013",
+        lambda v: v is None or (isinstance(v, str) and bool(v)),
+        'a module name such as "tasks", or None to turn autodiscovery off',
+    ),
+    "DATABASE": ("E014", lambda v: isinstance(v, str) and v in settings.DATABASES,
+                 "an alias from settings.DATABASES"),
+    "MAX_ARGUMENTS_SIZE": ("E015", _positive_int, "a positive number of bytes"),
+    "BACKOFF_EXPONENT_CAP": (
+        "E016",
+        lambda v: _is_int(v) and 0 <= v <= 30,
+        "an integer from 0 to 30 (a retry waits at most 2**cap minutes)",
+    ),
+}
+
+SUPPORTED_VENDORS = {"postgresql", "sqlite", "mysql"}
+
+
+def check_settings(**kwargs: Any) -> list[CheckMessage]:
+    user = conf.user_settings()
+    if user is None:
+        return []
+    if not isinstance(user, dict):
+        return [
+            Error(
+                f"TASKQUEUE must be a dict, not {type(user).__name__}.",
+                hint='Write TASKQUEUE = {"WORKER_COUNT": 16, ...} in your settings.',
+                id="django_taskqueue.E001",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    unknown = sorted(set(user) - set(DEFAULTS))
+    if unknown:
+        errors.append(
+            Error(
+                f"TASKQUEUE has unknown key(s): {', '.join(map(repr, unknown))}.",
+                hint=f"Valid keys: {', '.join(sorted(DEFAULTS))}.",
+                id="django_taskqueue.E002",
+            )
+        )
+    for key, (check_id, valid, expected) in RULES.items():
+        if key in user and not valid(user[key]):
+            errors.append(
+                Error(
+                    f"TASKQUEUE[{key!r}] is {user[key]!r}; it must be {expected}.",
+                    hint=f"The default is {DEFAULTS[key]!r}.",
+                    id=f"django_taskqueue.{check_id}",
+                )
+            )
+    if "PREPROCESSORS" in user and RULES["PREPROCESSORS"][1](user["PREPROCESSORS"]):
+        for path in user["PREPROCESSORS"]:
+            try:
+                target = import_string(path)
+            except ImportError as exc:
+                problem = f"cannot be imported ({exc})"
+            else:
+                if callable(target):
+                    continue
+                problem = "is not callable"
+            errors.append(
+                Error(
+                    f"TASKQUEUE['PREPROCESSORS'] entry {path!r} {problem}.",
+                    hint="Give the dotted path of a function that takes a Task.",
+                    id="django_taskqueue.E017",
+                )
+            )
+    return errors
+
+
+def check_databases(**kwargs: Any) -> list[CheckMessage]:
+    alias = conf.DATABASE
+    if not isinstance(alias, str) or alias not in settings.DATABASES:
+        return []  # reported by E014
+    engine = settings.DATABASES[alias].get("ENGINE", "")
+    vendor = next((v for v in SUPPORTED_VENDORS if v in engine), None)
+    if vendor is None:
+        return [
+            Error(
+                f"The task queue database {alias!r} uses {engine!r}, which django_taskqueue "
+                "does not support.",
+                hint="Use PostgreSQL, SQLite or MySQL/MariaDB, or point TASKQUEUE['DATABASE'] "
+                "at such a database.",
+                id="django_taskqueue.E018",
+            )
+        ]
+    return []

@@ -1,0 +1,108 @@
+"""Settings for django_taskqueue, read lazily from ``settings.TASKQUEUE``.
+
+Every default lives here. Values are read on each access, so ``override_settings``
+works and nothing is copied at import time. :mod:`django_taskqueue.checks` validates
+them; code reading them may assume they passed the checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Threads per worker process that run tasks.
+    "WORKER_COUNT": 16,
+    # Most tasks a worker process claims and holds before they start.
+    "BUFFER_SIZE": 32,
+    "DEFAULT_PRIORITY": 16,
+    "DEFAULT_RETRY_MAX": 8,
+    # Unsigned tasks at or below this priority run in-process instead of being stored.
+    "RUN_IMMEDIATE_PRIORITY": None,
+    # Threads of the in-process pool that runs them.
+    "RUN_IMMEDIATE_WORKERS": 4,
+    "POLL_STORAGE": True,
+    "POLL_INTERVAL": 1.0,
+    # Seconds a claim holds before another worker may take the task over.
+    "LOCK_TIMEOUT": 300,
+    "PREPROCESSORS": [],
+    "AUTODISCOVER": "tasks",
+    "DATABASE": "default",
+    # Largest JSON encoding of a task's arguments, in bytes.
+    "MAX_ARGUMENTS_SIZE": 1024 * 1024,
+    # Largest backoff exponent: a retry waits at most 2**cap minutes.
+    "BACKOFF_EXPONENT_CAP": 20,
+}
+
+
+class TaskQueueSettings:
+    """Typed, lazy view of ``settings.TASKQUEUE`` merged over :data:`DEFAULTS`."""
+
+    def _get(self, key: str) -> Any:
+        user = getattr(settings, "TASKQUEUE", None) or {}
+        if not isinstance(user, dict):
+            return DEFAULTS[key]
+        return user.get(key, DEFAULTS[key])
+
+    def user_settings(self) -> Any:
+        return getattr(settings, "TASKQUEUE", None)
+
+    @property
+    def WORKER_COUNT(self) -> int:
+        return self._get("WORKER_COUNT")  # type: ignore[no-any-return]
+
+    @property
+    def BUFFER_SIZE(self) -> int:
+        return self._get("BUFFER_SIZE")  # type: ignore[no-any-return]
+
+    @property
+    def DEFAULT_PRIORITY(self) -> int:
+        return self._get("DEFAULT_PRIORITY")  # type: ignore[no-any-return]
+
+    @property
+    def DEFAULT_RETRY_MAX(self) -> int:
+        return self._get("DEFAULT_RETRY_MAX")  # type: ignore[no-any-return]
+
+    @property
+    def RUN_IMMEDIATE_PRIORITY(self) -> int | None:
+        return self._get("RUN_IMMEDIATE_PRIORITY")  # type: ignore[no-any-return]
+
+    @property
+    def RUN_IMMEDIATE_WORKERS(self) -> int:
+        return self._get("RUN_IMMEDIATE_WORKERS")  # type: ignore[no-any-return]
+
+    @property
+    def POLL_STORAGE(self) -> bool:
+        return self._get("POLL_STORAGE")  # type: ignore[no-any-return]
+
+    @property
+    def POLL_INTERVAL(self) -> float:
+        return float(self._get("POLL_INTERVAL"))
+
+    @property
+    def LOCK_TIMEOUT(self) -> float:
+        return float(self._get("LOCK_TIMEOUT"))
+
+    @property
+    def PREPROCESSORS(self) -> list[str]:
+        return list(self._get("PREPROCESSORS"))
+
+    @property
+    def AUTODISCOVER(self) -> str | None:
+        return self._get("AUTODISCOVER")  # type: ignore[no-any-return]
+
+    @property
+    def DATABASE(self) -> str:
+        return self._get("DATABASE")  # type: ignore[no-any-return]
+
+    @property
+    def MAX_ARGUMENTS_SIZE(self) -> int:
+        return self._get("MAX_ARGUMENTS_SIZE")  # type: ignore[no-any-return]
+
+    @property
+    def BACKOFF_EXPONENT_CAP(self) -> int:
+        return self._get("BACKOFF_EXPONENT_CAP")  # type: ignore[no-any-return]
+
+
+conf = TaskQueueSettings()

@@ -1,0 +1,434 @@
+"""Putting tasks on the queue: ``enqueue()``, ``enqueue_many()`` and ``cancel()``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.db import connections, transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from .conf import conf
+from .exceptions import InvalidTask, NotReady, TaskRejected, UnknownTaskName
+from .registry import CATCH_ALL, registry
+
+if TYPE_CHECKING:
+    from .models import Task
+
+logger = logging.getLogger("django_taskqueue")
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _models() -> Any:
+    if not apps.ready:
+        raise NotReady(
+            "django_taskqueue was used before Django finished loading apps. Add "
+            '"django_taskqueue" to INSTALLED_APPS and enqueue tasks from views, commands '
+            "or tasks, not at import time (call django.setup() first in scripts)."
+        )
+    from . import models
+
+    return models
+
+
+def _check_number(option: str, value: Any, *, integer: bool = False) -> float:
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an integer" if integer else "a number"
+        raise InvalidTask(f"{option} must be {kind}, not {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise InvalidTask(f"{option} must be finite, not {value!r}")
+    if value < 0:
+        raise InvalidTask(f"{option} must not be negative, got {value!r}")
+    return value
+
+
+def _check_text(option: str, value: Any, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidTask(f"{option} must be a string, not {type(value).__name__} {value!r}")
+    if not value:
+        raise InvalidTask(f"{option} must not be empty")
+    if len(value) > max_length:
+        raise InvalidTask(
+            f"{option} is {len(value)} characters long; the limit is {max_length}: {value[:40]!r}..."
+        )
+    return value
+
+
+def _check_json(value: Any, path: str) -> None:
+    """Raise InvalidTask naming ``path`` if ``value`` is not plain JSON data."""
+    if isinstance(value, _JSON_SCALARS):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidTask(f"{path} is {value!r}, which JSON cannot represent")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidTask(
+                    f"{path} has a key {key!r} of type {type(key).__name__}; "
+                    "JSON object keys must be strings"
+                )
+            _check_json(item, f"{path}[{key!r}]")
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]")
+        return
+    raise InvalidTask(
+        f"{path} is a {type(value).__name__}, which is not JSON data "
+        "(allowed: dict with string keys, list, str, int, float, bool, None)"
+    )
+
+
+def check_arguments(arguments: Any) -> dict[str, Any]:
+    """Validate a task's arguments: a JSON object within MAX_ARGUMENTS_SIZE bytes."""
+    if arguments is None:
+        return {}
+    if not isinstance(arguments, Mapping):
+        raise InvalidTask(
+            f"arguments must be a dict (a JSON object), not {type(arguments).__name__}"
+        )
+    arguments = dict(arguments)
+    _check_json(arguments, "arguments")
+    limit = conf.MAX_ARGUMENTS_SIZE
+    size = len(json.dumps(arguments, separators=(",", ":")).encode())
+    if size > limit:
+        raise InvalidTask(
+            f"arguments take {size} bytes as JSON; the limit is {limit} "
+            "(TASKQUEUE['MAX_ARGUMENTS_SIZE']). Store large data elsewhere and pass its key."
+        )
+    return arguments
+
+
+def validate_task(task: Task) -> None:
+    """Check every field of an unsaved task; raise InvalidTask naming the problem."""
+    models = _models()
+    _check_text("name", task.name, 255)
+    if task.name == CATCH_ALL:
+        raise InvalidTask(f"{CATCH_ALL!r} is reserved for catch-all consumers")
+    task.arguments = check_arguments(task.arguments)
+    _check_priority(task.priority, models)
+    _check_number("retry_max", task.retry_max, integer=True)
+    if task.retry_max > 2**31 - 1:
+        raise InvalidTask(f"retry_max must be at most {2**31 - 1}, got {task.retry_max}")
+    if task.signature is not None:
+        _check_text("signature", task.signature, 255)
+    _check_text("queue", task.queue, 100)
+    for option in ("start_at", "created_at"):
+        value = getattr(task, option)
+        if not isinstance(value, datetime) or timezone.is_naive(value):
+            raise InvalidTask(f"{option} must be an aware datetime, got {value!r}")
+
+
+def _check_priority(priority: Any, models: Any) -> None:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidTask(
+            f"priority must be an integer, not {type(priority).__name__} {priority!r}"
+        )
+    if not models.PRIORITY_MIN <= priority <= models.PRIORITY_MAX:
+        raise InvalidTask(
+            f"priority must be between {models.PRIORITY_MIN} and {models.PRIORITY_MAX}, "
+            f"got {priority}"
+        )
+
+
+@lru_cache(maxsize=64)
+def _preprocessor(path: str) -> Callable[[Task], Any]:
+    return import_string(path)  # type: ignore[no-any-return]
+
+
+def _preprocess(task: Task) -> None:
+    for path in conf.PREPROCESSORS:
+        try:
+            _preprocessor(path)(task)
+        except Exception as exc:
+            raise TaskRejected(
+                f"preprocessor {path} rejected task {task.name!r}: {exc}"
+            ) from exc
+
+
+def build_task(
+    name: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    priority: int | None = None,
+    retry_max: int | None = None,
+    signature: str | None = None,
+    queue: str | None = None,
+    delay_seconds: float = 0,
+    delay_minutes: float = 0,
+    delay_hours: float = 0,
+    start_time: datetime | None = None,
+) -> Task:
+    """An unsaved, validated and preprocessed Task: everything enqueue does but store it."""
+    models = _models()
+    _check_text("name", name, 255)
+    now = timezone.now()
+    delay = (
+        _check_number("delay_seconds", delay_seconds)
+        + 60 * _check_number("delay_minutes", delay_minutes)
+        + 3600 * _check_number("delay_hours", delay_hours)
+    )
+    if start_time is not None:
+        if delay:
+            raise InvalidTask("give either start_time or a delay_* option, not both")
+        if not isinstance(start_time, datetime):
+            raise InvalidTask(f"start_time must be a datetime, not {type(start_time).__name__}")
+        if timezone.is_naive(start_time):
+            raise InvalidTask(
+                f"start_time {start_time!r} is naive; give an aware datetime "
+                "(e.g. django.utils.timezone.now() + timedelta(...))"
+            )
+        start_at = start_time
+    else:
+        try:
+            start_at = now + timedelta(seconds=delay)
+        except OverflowError:
+            raise InvalidTask(f"the delay of {delay} seconds is too far in the future") from None
+    task = models.Task(
+        name=name,
+        arguments=arguments,
+        priority=conf.DEFAULT_PRIORITY if priority is None else priority,
+        retry_max=conf.DEFAULT_RETRY_MAX if retry_max is None else retry_max,
+        signature=signature,
+        queue=models.DEFAULT_QUEUE if queue is None else queue,
+        created_at=now,
+        start_at=start_at,
+    )
+    validate_task(task)
+    if conf.PREPROCESSORS:
+        _preprocess(task)
+        validate_task(task)
+    if not registry.accepts(task.name):
+        raise UnknownTaskName(
+            f"no consumer is registered for task name {task.name!r}; known names: "
+            f"{', '.join(registry.names()) or 'none'}. Register one with "
+            f'@consumer({task.name!r}) in an installed app\'s tasks.py.'
+        )
+    return task
+
+
+def insert_tasks(tasks: list[Task], using: str) -> list[Task]:
+    """Store tasks with one INSERT per batch; return those stored.
+
+    A task whose signature is already queued (or repeated earlier in ``tasks``) is
+    dropped: the unique constraint decides, through the database's
+    insert-or-ignore, so concurrent publishers never raise nor store two.
+    """
+    from django.db.models.constants import OnConflict
+    from django.db.models.sql.subqueries import InsertQuery
+
+    models = _models()
+    if not tasks:
+        return []
+    seen: set[str] = set()
+    unique = []
+    for task in tasks:
+        if task.signature is not None:
+            if task.signature in seen:
+                continue
+            seen.add(task.signature)
+        unique.append(task)
+    connection = connections[using]
+    fields = models.Task._meta.concrete_fields
+    on_conflict = OnConflict.IGNORE if seen else None
+    batch_size = max(1, connection.ops.bulk_batch_size(fields, unique))
+    inserted = 0
+    # One statement commits on its own; several must stand or fall together.
+    several = len(unique) > batch_size
+    block = transaction.atomic(using=using, savepoint=False) if several else nullcontext()
+    with transaction.mark_for_rollback_on_error(using), block:
+        for start in range(0, len(unique), batch_size):
+            query = InsertQuery(models.Task, on_conflict=on_conflict)
+            query.insert_values(fields, unique[start : start + batch_size])
+            with connection.cursor() as cursor:
+                for sql, params in query.get_compiler(using=using).as_sql():
+                    cursor.execute(sql, params)
+                    inserted += cursor.rowcount
+        if inserted < len(unique):
+            # Only signed tasks can have been dropped; find which survived.
+            signed = [t.pk for t in unique if t.signature is not None]
+            kept = set(models.Task.objects.using(using).filter(pk__in=signed).values_list("pk", flat=True))
+            unique = [t for t in unique if t.signature is None or t.pk in kept]
+    for task in unique:
+        task._state.adding = False
+        task._state.db = using
+    return unique
+
+
+def _send_enqueued(tasks: list[Task]) -> None:
+    from .signals import task_enqueued
+
+    if task_enqueued.has_listeners():
+        for task in tasks:
+            task_enqueued.send(sender=type(task), task=task)
+
+
+def _store(tasks: list[Task], using: str) -> list[Task]:
+    stored = insert_tasks(tasks, using)
+    _send_enqueued(stored)
+    return stored
+
+
+def _resolve_using(using: str | None) -> str:
+    alias = conf.DATABASE if using is None else using
+    if alias not in connections:
+        raise InvalidTask(f"using={alias!r} is not a database alias in settings.DATABASES")
+    return alias
+
+
+def _runs_immediately(task: Task) -> bool:
+    limit = conf.RUN_IMMEDIATE_PRIORITY
+    return (
+        limit is not None
+        and task.signature is None
+        and task.priority <= limit
+        and task.start_at <= task.created_at
+    )
+
+
+def _publish_later(task: Task, using: str, delay_ms: float) -> None:
+    """Store ``task`` from a background thread ``delay_ms`` after the caller commits."""
+
+    def store() -> None:
+        try:
+            _store([task], using)
+        except Exception:
+            logger.exception(
+                "could not store task %s (%s) after its async delay", task.pk, task.name
+            )
+        finally:
+            connections.close_all()
+
+    def start() -> None:
+        timer = threading.Timer(delay_ms / 1000, store)
+        timer.name = f"taskqueue-async-{task.pk}"
+        timer.start()
+
+    transaction.on_commit(start, using=using)
+
+
+def enqueue(
+    name: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    priority: int | None = None,
+    retry_max: int | None = None,
+    signature: str | None = None,
+    queue: str | None = None,
+    delay_seconds: float = 0,
+    delay_minutes: float = 0,
+    delay_hours: float = 0,
+    start_time: datetime | None = None,
+    async_delay_ms: float = 0,
+    fail_silently: bool = False,
+    using: str | None = None,
+) -> Task | None:
+    """Queue a task for the consumer registered under ``name``.
+
+    Returns the stored :class:`~django_taskqueue.models.Task`, or ``None`` when a task
+    with the same ``signature`` is already queued (the new one is dropped). With
+    ``async_delay_ms`` or an immediate run, returns the unsaved task that will be
+    stored or run once the caller's transaction commits.
+
+    Raises :class:`~django_taskqueue.exceptions.InvalidTask` (bad input),
+    :class:`~django_taskqueue.exceptions.UnknownTaskName` (no consumer) or
+    :class:`~django_taskqueue.exceptions.TaskRejected` (a preprocessor said no); nothing
+    is stored then. ``fail_silently=True`` logs these and database errors instead and
+    returns ``None``.
+    """
+    try:
+        alias = _resolve_using(using)
+        async_delay = _check_number("async_delay_ms", async_delay_ms)
+        task = build_task(
+            name,
+            arguments,
+            priority=priority,
+            retry_max=retry_max,
+            signature=signature,
+            queue=queue,
+            delay_seconds=delay_seconds,
+            delay_minutes=delay_minutes,
+            delay_hours=delay_hours,
+            start_time=start_time,
+        )
+        if async_delay:
+            _publish_later(task, alias, async_delay)
+            return task
+        if _runs_immediately(task):
+            from .immediate import run_after_commit
+
+            run_after_commit(task, alias)
+            return task
+        if fail_silently:
+            with transaction.atomic(using=alias):
+                stored = _store([task], alias)
+        else:
+            stored = _store([task], alias)
+    except Exception:
+        if not fail_silently:
+            raise
+        logger.exception("enqueue(%r) failed; the task was not queued", name)
+        return None
+    return stored[0] if stored else None
+
+
+def enqueue_many(
+    tasks: Iterable[tuple[str, Mapping[str, Any] | None] | Mapping[str, Any]],
+    *,
+    using: str | None = None,
+    **defaults: Any,
+) -> list[Task]:
+    """Queue many tasks with one INSERT statement per batch, in one transaction.
+
+    Each item is ``(name, arguments)`` or a dict of :func:`enqueue`'s keyword options
+    (with ``name`` and optionally ``arguments``); ``defaults`` apply to every item that
+    does not set the option itself. Every task is validated and preprocessed before any
+    is stored: one bad task raises and none is stored. Tasks whose signature is already
+    queued, or repeated within ``tasks``, are dropped. Returns the stored tasks.
+    """
+    alias = _resolve_using(using)
+    for option in ("async_delay_ms", "fail_silently"):
+        if option in defaults:
+            raise InvalidTask(f"enqueue_many() does not take {option}")
+    built = []
+    for index, item in enumerate(tasks):
+        if isinstance(item, Mapping):
+            options = {**defaults, **item}
+            if "name" not in options:
+                raise InvalidTask(f"task #{index} has no name")
+        elif isinstance(item, tuple) and len(item) == 2:
+            options = {**defaults, "name": item[0], "arguments": item[1]}
+        else:
+            raise InvalidTask(
+                f"task #{index} must be (name, arguments) or a dict of options, not {item!r}"
+            )
+        try:
+            built.append(build_task(**options))
+        except TypeError as exc:
+            raise InvalidTask(f"task #{index}: {exc}") from exc
+        except InvalidTask as exc:
+            raise type(exc)(f"task #{index}: {exc}") from exc
+    return _store(built, alias)
+
+
+def cancel(signature: str, *, using: str | None = None) -> int:
+    """Remove the queued task with this signature; return how many were removed (0 or 1).
+
+    A task a worker is running right now is removed too; the worker's finish then
+    finds its claim gone and leaves the queue alone.
+    """
+    models = _models()
+    _check_text("signature", signature, 255)
+    deleted, _ = models.Task.objects.using(_resolve_using(using)).filter(signature=signature).delete()
+    return deleted

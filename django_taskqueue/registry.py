@@ -1,0 +1,163 @@
+"""The consumer registry: which function runs which task name.
+
+``@consumer("resize")`` registers at import time; the app's ``ready()`` imports every
+installed app's ``tasks`` module so the decorators run. :func:`run_task` runs one task
+through the consumers registered for its name and turns whatever happens into a
+:class:`~django_taskqueue.results.Result`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from asgiref.sync import async_to_sync
+
+from .results import Error, Failure, Ignored, Result, Success
+
+if TYPE_CHECKING:
+    from .models import Task
+
+logger = logging.getLogger("django_taskqueue")
+
+CATCH_ALL = "*"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A registered consumer function and how to call it."""
+
+    func: Callable[..., Any]
+    names: tuple[str, ...]
+    wants_task: bool
+    is_async: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+    def __call__(self, task: Task) -> Any:
+        kwargs = {"task": task} if self.wants_task else {}
+        if self.is_async:
+            return async_to_sync(self.func)(task.arguments, **kwargs)
+        return self.func(task.arguments, **kwargs)
+
+
+class ConsumerRegistry:
+    """Consumers by task name, in registration order; catch-alls under ``"*"``.
+
+    ``_registry`` maps names to tuples and is replaced, never mutated in place, so
+    Django's ``autodiscover_modules(register_to=...)`` can roll it back by copy.
+    """
+
+    def __init__(self) -> None:
+        self._registry: dict[str, tuple[Consumer, ...]] = {}
+
+    def register(self, func: Callable[..., Any], names: tuple[str, ...]) -> Consumer:
+        if not callable(func):
+            raise TypeError(f"@consumer must decorate a function, not {func!r}")
+        params = inspect.signature(func).parameters
+        positional = [
+            p
+            for p in params.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "task"
+        ]
+        if not positional and not any(p.kind == p.VAR_POSITIONAL for p in params.values()):
+            raise TypeError(
+                f"consumer {func.__qualname__}() must take the task's arguments dict as its "
+                "first parameter, e.g. def resize(args): ..."
+            )
+        wants_task = "task" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+        entry = Consumer(
+            func=func,
+            names=names,
+            wants_task=wants_task,
+            is_async=inspect.iscoroutinefunction(func),
+        )
+        registry = dict(self._registry)
+        for name in names:
+            existing = registry.get(name, ())
+            # Importing a module twice must not register its consumers twice.
+            existing = tuple(c for c in existing if c.label != entry.label)
+            registry[name] = (*existing, entry)
+        self._registry = registry
+        return entry
+
+    def unregister(self, func: Callable[..., Any]) -> None:
+        self._registry = {
+            name: tuple(c for c in consumers if c.func is not func)
+            for name, consumers in self._registry.items()
+        }
+
+    def consumers_for(self, name: str) -> tuple[Consumer, ...]:
+        """Consumers to try for ``name``: its own first, then the catch-alls."""
+        return self._registry.get(name, ()) + self._registry.get(CATCH_ALL, ())
+
+    def accepts(self, name: str) -> bool:
+        return bool(self.consumers_for(name))
+
+    def names(self) -> list[str]:
+        return sorted(n for n, consumers in self._registry.items() if consumers)
+
+    def clear(self) -> None:
+        self._registry = {}
+
+
+registry = ConsumerRegistry()
+
+
+def consumer(*names: str) -> Callable[[F], F]:
+    """Register the decorated function as the consumer of tasks named ``names``.
+
+    ``@consumer("*")`` registers a catch-all that sees every task; it returns
+    :class:`~django_taskqueue.results.Ignored` for names it does not handle. The
+    function is called as ``func(args)``, or ``func(args, task=task)`` when it has a
+    ``task`` parameter (the :class:`~django_taskqueue.models.Task` row being run).
+    It may be ``async def``.
+    """
+    if not names:
+        raise TypeError('@consumer needs at least one task name, or "*" for a catch-all')
+    if len(names) == 1 and callable(names[0]):
+        raise TypeError('@consumer needs its task names: write @consumer("name"), not @consumer')
+    for name in names:
+        if not isinstance(name, str) or not name or len(name) > 255:
+            raise TypeError(f"consumer task names are strings of 1 to 255 characters, not {name!r}")
+
+    def decorator(func: F) -> F:
+        registry.register(func, tuple(dict.fromkeys(names)))
+        return func
+
+    return decorator
+
+
+def run_task(task: Task, consumers: ConsumerRegistry | None = None) -> Result:
+    """Run ``task`` through its consumers and return the outcome; never raises.
+
+    Consumers are tried in order until one returns something other than
+    :class:`Ignored`. A return value that is not a :class:`Result` counts as
+    :class:`Success` carrying that value; an exception becomes :class:`Error` with its
+    traceback. When every consumer ignores the task, or none exists, the outcome is a
+    :class:`Failure`: retrying would ignore it again.
+    """
+    chain = (consumers or registry).consumers_for(task.name)
+    for entry in chain:
+        try:
+            outcome = entry(task)
+        except Exception as exc:
+            return Error(exc, traceback=traceback.format_exc())
+        if isinstance(outcome, Ignored):
+            continue
+        if isinstance(outcome, Result):
+            return outcome
+        return Success(outcome)
+    if chain:
+        reason = f"every consumer of {task.name!r} ignored the task ({len(chain)} tried)"
+    else:
+        reason = f"no consumer is registered for task name {task.name!r}"
+    return Failure(reason)

@@ -1,0 +1,65 @@
+"""Consumers for the tests; also the fixture for tasks.py autodiscovery."""
+
+import os
+import time
+
+from django_taskqueue import Error, Failure, Ignored, Requeue, consumer
+
+from .models import Run
+
+
+def record(args, task):
+    Run.objects.create(task_id=task.id, name=task.name, arguments=args, pid=os.getpid())
+
+
+@consumer("tests.noop")
+def noop(args):
+    return None
+
+
+@consumer("tests.record")
+def record_run(args, task):
+    record(args, task)
+
+
+@consumer("tests.sleep")
+def sleep(args, task):
+    record(args, task)
+    time.sleep(args.get("seconds", 1))
+    Run.objects.create(task_id=task.id, name="tests.sleep.done", arguments=args, pid=os.getpid())
+
+
+@consumer("tests.raise")
+def raise_error(args):
+    raise ValueError(args.get("message", "boom"))
+
+
+@consumer("tests.error")
+def return_error(args):
+    return Error(RuntimeError("returned error"))
+
+
+@consumer("tests.failure")
+def return_failure(args):
+    return Failure("cannot ever work")
+
+
+@consumer("tests.steps")
+def steps(args, task):
+    """Walks through records in steps: one Requeue per step, carrying its position."""
+    record(args, task)
+    args["position"] = args.get("position", 0) + 1
+    if args["position"] < args.get("total", 3):
+        return Requeue()
+    return None
+
+
+@consumer("tests.ignored")
+def ignores(args):
+    return Ignored()
+
+
+@consumer("tests.kill")
+def kill_self(args, task):
+    record(args, task)
+    os.kill(os.getpid(), 9)

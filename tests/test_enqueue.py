@@ -1,0 +1,204 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_taskqueue import TaskRejected, cancel, enqueue, enqueue_many
+from django_taskqueue.models import Task
+from django_taskqueue.signals import task_enqueued
+
+pytestmark = pytest.mark.django_db
+
+
+def test_enqueue_stores_a_row_with_defaults():
+    before = timezone.now()
+    task = enqueue("tests.record", {"image_id": 7})
+    row = Task.objects.get(pk=task.pk)
+    assert row.name == "tests.record"
+    assert row.arguments == {"image_id": 7}
+    assert row.priority == 16
+    assert row.retry_max == 8
+    assert row.retry_count == 0
+    assert row.signature is None
+    assert row.queue == "default"
+    assert row.lock_id is None and row.locked_until is None
+    assert before <= row.created_at <= row.start_at <= timezone.now()
+    assert row.error == ""
+
+
+def test_defaults_come_from_settings(taskqueue_settings):
+    taskqueue_settings.update(DEFAULT_PRIORITY=3, DEFAULT_RETRY_MAX=0)
+    task = enqueue("tests.record")
+    assert (task.priority, task.retry_max) == (3, 0)
+
+
+def test_options_are_stored():
+    task = enqueue("tests.record", {}, priority=-5, retry_max=2, signature="s1", queue="images")
+    row = Task.objects.get(pk=task.pk)
+    assert (row.priority, row.retry_max, row.signature, row.queue) == (-5, 2, "s1", "images")
+
+
+def test_delays_add_up():
+    before = timezone.now()
+    task = enqueue("tests.record", delay_seconds=30, delay_minutes=2, delay_hours=1)
+    expected = timedelta(hours=1, minutes=2, seconds=30)
+    assert before + expected <= task.start_at <= timezone.now() + expected
+
+
+def test_start_time():
+    when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    task = enqueue("tests.record", start_time=when)
+    assert Task.objects.get(pk=task.pk).start_at == when
+
+
+def test_enqueue_is_one_query():
+    with CaptureQueriesContext(connection) as ctx:
+        enqueue("tests.record", {"a": 1})
+    assert len(ctx.captured_queries) == 1
+    with CaptureQueriesContext(connection) as ctx:
+        enqueue("tests.record", {"a": 1}, signature="one-query")
+    assert len(ctx.captured_queries) == 1
+
+
+def test_signature_dedupe_drops_the_second():
+    first = enqueue("tests.record", {"n": 1}, signature="sig")
+    second = enqueue("tests.record", {"n": 2}, signature="sig")
+    assert first is not None
+    assert second is None
+    assert list(Task.objects.values_list("arguments", flat=True)) == [{"n": 1}]
+
+
+def test_signature_dedupe_also_against_a_running_task():
+    from tests.factories import TaskFactory
+
+    TaskFactory(signature="busy", running=True)
+    assert enqueue("tests.record", signature="busy") is None
+    assert Task.objects.count() == 1
+
+
+def test_cancel_by_signature():
+    enqueue("tests.record", signature="a")
+    enqueue("tests.record", signature="b")
+    assert cancel("a") == 1
+    assert cancel("a") == 0
+    assert list(Task.objects.values_list("signature", flat=True)) == ["b"]
+    # After cancel the signature is free again.
+    assert enqueue("tests.record", signature="a") is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_joins_the_callers_transaction():
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), transaction.atomic():
+        enqueue("tests.record", {"n": 1})
+        assert Task.objects.count() == 1
+        raise Boom
+    assert Task.objects.count() == 0
+    with transaction.atomic():
+        enqueue("tests.record", {"n": 2})
+    assert Task.objects.count() == 1
+
+
+def test_fail_silently_logs_and_returns_none(caplog):
+    assert enqueue("", fail_silently=True) is None
+    assert enqueue("tests.record", {"x": {1, 2}}, fail_silently=True) is None
+    assert Task.objects.count() == 0
+    assert "enqueue('') failed" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fail_silently_inside_atomic_keeps_the_transaction_usable():
+    with transaction.atomic():
+        enqueue("tests.record", {"n": 1}, signature="dup")
+        assert enqueue("tests.record", {"n": 2}, signature="dup", fail_silently=True) is None
+        enqueue("tests.record", {"n": 3})
+    assert Task.objects.count() == 2
+
+
+def test_task_enqueued_signal():
+    seen = []
+
+    def receiver(sender, task, **kwargs):
+        seen.append(task.pk)
+
+    task_enqueued.connect(receiver)
+    try:
+        task = enqueue("tests.record")
+        enqueue("tests.record", signature="x")
+        enqueue("tests.record", signature="x")  # dropped: no signal
+    finally:
+        task_enqueued.disconnect(receiver)
+    assert len(seen) == 2 and seen[0] == task.pk
+
+
+def upper_name_arguments(task):
+    task.arguments = {k.upper(): v for k, v in task.arguments.items()}
+    task.priority = 1
+
+
+def reject_secret(task):
+    if "secret" in task.arguments:
+        raise ValueError("no secrets in the queue")
+
+
+def test_preprocessor_changes_the_task(taskqueue_settings):
+    taskqueue_settings["PREPROCESSORS"] = ["tests.test_enqueue.upper_name_arguments"]
+    task = enqueue("tests.record", {"a": 1})
+    row = Task.objects.get(pk=task.pk)
+    assert row.arguments == {"A": 1}
+    assert row.priority == 1
+
+
+def test_preprocessor_rejects_the_task(taskqueue_settings):
+    taskqueue_settings["PREPROCESSORS"] = ["tests.test_enqueue.reject_secret"]
+    with pytest.raises(TaskRejected, match="no secrets in the queue") as info:
+        enqueue("tests.record", {"secret": 1})
+    assert isinstance(info.value.__cause__, ValueError)
+    assert Task.objects.count() == 0
+    assert enqueue("tests.record", {"fine": 1}) is not None
+
+
+def test_enqueue_many_stores_in_one_statement():
+    with CaptureQueriesContext(connection) as ctx:
+        stored = enqueue_many(
+            [("tests.record", {"n": i}) for i in range(50)]
+            + [{"name": "tests.record", "arguments": {"n": 50}, "priority": 2}],
+            priority=5,
+        )
+    assert len(ctx.captured_queries) == 1
+    assert len(stored) == 51
+    assert Task.objects.count() == 51
+    assert Task.objects.filter(priority=5).count() == 50
+    assert Task.objects.get(priority=2).arguments == {"n": 50}
+
+
+def test_enqueue_many_dedupes_signatures():
+    enqueue("tests.record", signature="old")
+    stored = enqueue_many(
+        [
+            {"name": "tests.record", "signature": "old"},
+            {"name": "tests.record", "signature": "new"},
+            {"name": "tests.record", "signature": "new"},
+            ("tests.record", {}),
+        ]
+    )
+    assert sorted(t.signature or "" for t in stored) == ["", "new"]
+    assert Task.objects.count() == 3
+
+
+def test_enqueue_many_is_all_or_nothing_on_bad_input():
+    from django_taskqueue import InvalidTask
+
+    with pytest.raises(InvalidTask, match="task #1"):
+        enqueue_many([("tests.record", {}), ("tests.record", {"bad": object()})])
+    assert Task.objects.count() == 0
+
+
+def test_enqueue_many_large_batches(db):
+    stored = enqueue_many([("tests.record", {"n": i}) for i in range(5000)])
+    assert len(stored) == 5000
+    assert Task.objects.count() == 5000
