@@ -20,9 +20,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _positive_int(value: Any) -> bool:
@@ -62,8 +60,11 @@ RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
         lambda v: v is None or (isinstance(v, str) and bool(v)),
         'a module name such as "tasks", or None to turn autodiscovery off',
     ),
-    "DATABASE": ("E014", lambda v: isinstance(v, str) and v in settings.DATABASES,
-                 "an alias from settings.DATABASES"),
+    "DATABASE": (
+        "E014",
+        lambda v: isinstance(v, str) and v in settings.DATABASES,
+        "an alias from settings.DATABASES",
+    ),
     "MAX_ARGUMENTS_SIZE": ("E015", _positive_int, "a positive number of bytes"),
     "BACKOFF_EXPONENT_CAP": (
         "E016",

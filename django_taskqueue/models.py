@@ -84,7 +84,10 @@ class TaskFields(models.Model):
     priority = models.SmallIntegerField(
         _("priority"), default=16, help_text=_("Lower numbers run first.")
     )
-    signature = models.CharField(_("signature"), max_length=255, null=True, blank=True)
+    # NULL, not "", for "no signature": the unique constraint must allow many of them.
+    signature = models.CharField(  # noqa: DJ001
+        _("signature"), max_length=255, null=True, blank=True
+    )
     queue = models.CharField(_("queue"), max_length=100, default=DEFAULT_QUEUE)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     start_at = models.DateTimeField(_("start at"), default=timezone.now)

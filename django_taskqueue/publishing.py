@@ -6,8 +6,8 @@ import json
 import logging
 import math
 import threading
-from contextlib import nullcontext
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -60,7 +60,8 @@ def _check_text(option: str, value: Any, max_length: int) -> str:
         raise InvalidTask(f"{option} must not be empty")
     if len(value) > max_length:
         raise InvalidTask(
-            f"{option} is {len(value)} characters long; the limit is {max_length}: {value[:40]!r}..."
+            f"{option} is {len(value)} characters long; the limit is {max_length}: "
+            f"{value[:40]!r}..."
         )
     return value
 
@@ -152,9 +153,7 @@ def _preprocess(task: Task) -> None:
         try:
             _preprocessor(path)(task)
         except Exception as exc:
-            raise TaskRejected(
-                f"preprocessor {path} rejected task {task.name!r}: {exc}"
-            ) from exc
+            raise TaskRejected(f"preprocessor {path} rejected task {task.name!r}: {exc}") from exc
 
 
 def build_task(
@@ -213,7 +212,7 @@ def build_task(
         raise UnknownTaskName(
             f"no consumer is registered for task name {task.name!r}; known names: "
             f"{', '.join(registry.names()) or 'none'}. Register one with "
-            f'@consumer({task.name!r}) in an installed app\'s tasks.py.'
+            f"@consumer({task.name!r}) in an installed app's tasks.py."
         )
     return task
 
@@ -258,7 +257,9 @@ def insert_tasks(tasks: list[Task], using: str) -> list[Task]:
         if inserted < len(unique):
             # Only signed tasks can have been dropped; find which survived.
             signed = [t.pk for t in unique if t.signature is not None]
-            kept = set(models.Task.objects.using(using).filter(pk__in=signed).values_list("pk", flat=True))
+            kept = set(
+                models.Task.objects.using(using).filter(pk__in=signed).values_list("pk", flat=True)
+            )
             unique = [t for t in unique if t.signature is None or t.pk in kept]
     for task in unique:
         task._state.adding = False
@@ -430,5 +431,7 @@ def cancel(signature: str, *, using: str | None = None) -> int:
     """
     models = _models()
     _check_text("signature", signature, 255)
-    deleted, _ = models.Task.objects.using(_resolve_using(using)).filter(signature=signature).delete()
+    deleted, _ = (
+        models.Task.objects.using(_resolve_using(using)).filter(signature=signature).delete()
+    )
     return deleted

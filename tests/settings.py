@@ -52,7 +52,9 @@ TEMPLATES = [
 STATIC_URL = "/static/"
 
 _sqlite_file = BASE_DIR.parent / ".test-db.sqlite3"
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{_sqlite_file}")}
+DATABASES = {
+    "default": env.db_url_config(os.environ.get("DATABASE_URL") or f"sqlite:///{_sqlite_file}")
+}
 _db = DATABASES["default"]
 if "sqlite" in _db["ENGINE"]:
     # Worker processes share the test database, so it must be a file, not :memory:.
