@@ -1,0 +1,63 @@
+"""How a run's outcome changes a task: backoff, retry, failure and requeue values.
+
+Pure functions over Task instances; :mod:`django_taskqueue.storage` applies them to the
+database (guarded by the claim), and the in-process pool to unsaved tasks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from .conf import conf
+from .results import Error, Failure, Requeue, Result
+
+if TYPE_CHECKING:
+    from .models import Task
+
+
+def backoff(retry_count: int) -> timedelta:
+    """Wait before the next attempt: 2**retry_count minutes, exponent capped."""
+    return timedelta(minutes=2 ** min(retry_count, conf.BACKOFF_EXPONENT_CAP))
+
+
+def final_error(task: Task, result: Result) -> str | None:
+    """The failure-log error if this outcome ends the task for good, else None."""
+    if isinstance(result, Failure):
+        return result.describe()
+    if isinstance(result, Error) and task.retry_count >= task.retry_max:
+        return (
+            f"gave up after {task.retry_count + 1} attempts (retry_max={task.retry_max})\n"
+            f"{result.describe()}"
+        )
+    return None
+
+
+def retry_values(task: Task, result: Error, now: datetime) -> dict[str, object]:
+    """Column values that put an errored task back in the queue for a later retry."""
+    return {
+        "retry_count": task.retry_count + 1,
+        "start_at": now + backoff(task.retry_count),
+        "error": result.describe(),
+        "arguments": task.arguments,
+        "lock_id": None,
+        "locked_until": None,
+    }
+
+
+def requeued_copy(task: Task, result: Requeue, now: datetime) -> Task:
+    """A fresh task continuing ``task``: same name, arguments, priority and signature."""
+    from .models import Task, uuid7
+
+    return Task(
+        id=uuid7(),
+        name=task.name,
+        arguments=task.arguments,
+        priority=task.priority,
+        signature=task.signature,
+        queue=task.queue,
+        retry_max=task.retry_max,
+        retry_count=0,
+        created_at=now,
+        start_at=now + timedelta(seconds=result.delay_seconds),
+    )

@@ -1,0 +1,156 @@
+"""``manage.py taskqueue_worker``: run tasks from the queue."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from django_taskqueue.conf import conf
+
+logger = logging.getLogger("django_taskqueue")
+
+LEVELS = {0: logging.ERROR, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
+    return number
+
+
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be greater than 0")
+    return number
+
+
+def non_negative_float(value: str) -> float:
+    if value == "0":
+        return 0.0
+    return positive_float(value)
+
+
+def configure_logging(verbosity: int) -> None:
+    """Map --verbosity to the package logger; log to stderr if nothing else does."""
+    logger.setLevel(LEVELS.get(verbosity, logging.INFO))
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(message)s")
+        )
+        logger.addHandler(handler)
+
+
+class Command(BaseCommand):
+    help = "Run tasks from the django_taskqueue queue until stopped (SIGTERM or Ctrl-C)."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--workers",
+            type=positive_int,
+            default=None,
+            help=f"Threads that run tasks (default: TASKQUEUE['WORKER_COUNT'], "
+            f"now {conf.WORKER_COUNT}).",
+        )
+        parser.add_argument(
+            "--processes",
+            type=positive_int,
+            default=1,
+            help="Worker processes under one supervisor that replaces any that dies "
+            "(default: %(default)r).",
+        )
+        parser.add_argument(
+            "--buffer-size",
+            type=positive_int,
+            default=None,
+            help="Most claimed tasks waiting for a thread (default: TASKQUEUE['BUFFER_SIZE']).",
+        )
+        parser.add_argument(
+            "--poll-interval",
+            type=positive_float,
+            default=None,
+            help="Seconds between polls (default: TASKQUEUE['POLL_INTERVAL']).",
+        )
+        parser.add_argument(
+            "--queue",
+            action="append",
+            dest="queues",
+            default=None,
+            help="Run only tasks of this queue; repeat for several (default: all queues).",
+        )
+        parser.add_argument("--burst", action="store_true", help="Run what is due, then exit.")
+        parser.add_argument(
+            "--max-tasks",
+            type=positive_int,
+            default=None,
+            help="Exit after this many tasks (per process).",
+        )
+        parser.add_argument(
+            "--grace",
+            type=non_negative_float,
+            default=30.0,
+            help="Seconds to wait for running tasks when stopping (default: %(default)r).",
+        )
+        parser.add_argument(
+            "--database",
+            default=None,
+            help="Database alias of the queue (default: TASKQUEUE['DATABASE']).",
+        )
+
+    def handle(
+        self,
+        *,
+        workers: int | None,
+        processes: int,
+        buffer_size: int | None,
+        poll_interval: float | None,
+        queues: list[str] | None,
+        burst: bool,
+        max_tasks: int | None,
+        grace: float,
+        database: str | None,
+        verbosity: int,
+        **options: Any,
+    ) -> None:
+        from django.db import connections
+
+        from django_taskqueue.worker import Worker
+
+        if database is not None and database not in connections:
+            raise CommandError(f"--database {database!r} is not in settings.DATABASES")
+        configure_logging(verbosity)
+        worker_options = {
+            "workers": workers,
+            "buffer_size": buffer_size,
+            "poll_interval": poll_interval,
+            "queues": queues,
+            "burst": burst,
+            "max_tasks": max_tasks,
+            "grace": grace,
+            "using": database,
+        }
+        if processes > 1:
+            from django_taskqueue.supervisor import Supervisor
+
+            code = Supervisor(processes, worker_options, verbosity).run()
+        else:
+            worker = Worker(**worker_options)
+            worker.install_signal_handlers()
+            try:
+                code = worker.run()
+            finally:
+                worker.restore_signal_handlers()
+        if code:
+            sys.exit(code)

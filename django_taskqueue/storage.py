@@ -1,0 +1,244 @@
+"""Every database operation of the worker: claim, heartbeat, release, finish, recover.
+
+Each write is guarded by the claim (``lock_id``), so a worker whose claim expired and
+was taken over never touches the task again. Writes come first in each transaction,
+so SQLite takes its write lock at once instead of upgrading a read lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connections, transaction
+from django.db.models import F
+
+from .lifecycle import final_error, requeued_copy, retry_values
+from .models import FailedTask, Task, uuid7
+from .publishing import insert_tasks
+from .results import Error, Requeue, Result
+
+
+@dataclass
+class FinishReport:
+    """What a batch of finished runs did to the queue."""
+
+    deleted: int = 0
+    retried: int = 0
+    requeued: int = 0
+    failed: list[tuple[Task, str]] = field(default_factory=list)
+    lost: int = 0  # runs whose claim was gone: another worker owns the task now
+
+
+class QueueStorage:
+    def __init__(
+        self,
+        *,
+        using: str,
+        lock_id: uuid.UUID,
+        lock_timeout: float,
+        queues: Sequence[str] | None = None,
+    ) -> None:
+        self.using = using
+        self.lock_id = lock_id
+        self.lock_timeout = timedelta(seconds=lock_timeout)
+        self.queues = list(queues) if queues else None
+
+    @property
+    def connection(self):  # type: ignore[no-untyped-def]
+        return connections[self.using]
+
+    def _tasks(self):  # type: ignore[no-untyped-def]
+        return Task.objects.using(self.using)
+
+    # Claiming ---------------------------------------------------------------------
+
+    def claim(self, limit: int, now: datetime) -> list[Task]:
+        """Claim up to ``limit`` due, unclaimed tasks, in priority then start_at order."""
+        if limit <= 0:
+            return []
+        vendor = self.connection.vendor
+        if vendor == "postgresql" or (
+            vendor == "sqlite" and self.connection.features.can_return_columns_from_insert
+        ):
+            tasks = self._claim_returning(limit, now)
+        elif self.connection.features.has_select_for_update_skip_locked:
+            tasks = self._claim_skip_locked(limit, now)
+        else:
+            tasks = self._claim_optimistic(limit, now)
+        tasks.sort(key=lambda t: (t.priority, t.start_at))
+        return tasks
+
+    def _prep(self, field_name: str, value: object) -> object:
+        return Task._meta.get_field(field_name).get_db_prep_value(value, self.connection)
+
+    def _claim_returning(self, limit: int, now: datetime) -> list[Task]:
+        """One statement: UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING."""
+        qn = self.connection.ops.quote_name
+        table = qn(Task._meta.db_table)
+        columns = ", ".join(qn(f.column) for f in Task._meta.concrete_fields)
+        params: list[object] = [
+            self._prep("lock_id", self.lock_id),
+            self._prep("locked_until", now + self.lock_timeout),
+            self._prep("start_at", now),
+        ]
+        where = f"{qn('locked_until')} IS NULL AND {qn('start_at')} <= %s"
+        if self.queues:
+            where += f" AND {qn('queue')} IN ({', '.join(['%s'] * len(self.queues))})"
+            params.extend(self.queues)
+        params.append(limit)
+        skip_locked = " FOR UPDATE SKIP LOCKED" if self.connection.vendor == "postgresql" else ""
+        sql = (
+            f"UPDATE {table} SET {qn('lock_id')} = %s, {qn('locked_until')} = %s "
+            f"WHERE {qn('id')} IN (SELECT {qn('id')} FROM {table} WHERE {where} "
+            f"ORDER BY {qn('priority')}, {qn('start_at')} LIMIT %s{skip_locked}) "
+            f"RETURNING {columns}"
+        )
+        return list(self._tasks().raw(sql, params))
+
+    def _ready(self, now: datetime):  # type: ignore[no-untyped-def]
+        tasks = self._tasks().ready(now)
+        if self.queues:
+            tasks = tasks.filter(queue__in=self.queues)
+        return tasks
+
+    def _claim_skip_locked(self, limit: int, now: datetime) -> list[Task]:
+        """MySQL/MariaDB: lock the rows with SKIP LOCKED, mark them, commit."""
+        locked_until = now + self.lock_timeout
+        with transaction.atomic(using=self.using):
+            tasks = list(self._ready(now).select_for_update(skip_locked=True)[:limit])
+            if tasks:
+                self._tasks().filter(pk__in=[t.pk for t in tasks]).update(
+                    lock_id=self.lock_id, locked_until=locked_until
+                )
+        for task in tasks:
+            task.lock_id, task.locked_until = self.lock_id, locked_until
+        return tasks
+
+    def _claim_optimistic(self, limit: int, now: datetime) -> list[Task]:
+        """Databases without either: the guarded UPDATE decides who wins each row."""
+        candidates = list(self._ready(now)[:limit])
+        if not candidates:
+            return []
+        ids = [t.pk for t in candidates]
+        locked_until = now + self.lock_timeout
+        updated = (
+            self._tasks()
+            .filter(pk__in=ids, locked_until__isnull=True)
+            .update(lock_id=self.lock_id, locked_until=locked_until)
+        )
+        if updated == len(candidates):
+            for task in candidates:
+                task.lock_id, task.locked_until = self.lock_id, locked_until
+            return candidates
+        return list(self._tasks().filter(pk__in=ids, lock_id=self.lock_id))
+
+    # Holding ----------------------------------------------------------------------
+
+    def heartbeat(self, ids: Iterable[uuid.UUID], now: datetime) -> int:
+        """Extend this worker's claims on ``ids``; return how many it still holds."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        return (
+            self._tasks()
+            .filter(pk__in=ids, lock_id=self.lock_id)
+            .update(locked_until=now + self.lock_timeout)
+        )
+
+    def release(self, ids: Iterable[uuid.UUID]) -> int:
+        """Give claimed, unstarted tasks back to the queue at once."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        return (
+            self._tasks()
+            .filter(pk__in=ids, lock_id=self.lock_id)
+            .update(lock_id=None, locked_until=None)
+        )
+
+    # Finishing --------------------------------------------------------------------
+
+    def finish(self, outcomes: Sequence[tuple[Task, Result]], now: datetime) -> FinishReport:
+        """Apply a batch of run outcomes in one transaction, each guarded by the claim."""
+        report = FinishReport()
+        done, retries, requeues, finals = [], [], [], []
+        for task, result in outcomes:
+            error = final_error(task, result)
+            if error is not None:
+                finals.append((task, error))
+            elif isinstance(result, Error):
+                retries.append((task, result))
+            elif isinstance(result, Requeue):
+                requeues.append((task, result))
+            else:
+                done.append(task.pk)
+        mine = self._tasks().filter(lock_id=self.lock_id)
+        with transaction.atomic(using=self.using):
+            if done:
+                report.deleted = mine.filter(pk__in=done).delete()[0]
+                report.lost += len(done) - report.deleted
+            for task, result in retries:
+                if mine.filter(pk=task.pk).update(**retry_values(task, result, now)):
+                    report.retried += 1
+                else:
+                    report.lost += 1
+            copies = []
+            for task, result in requeues:
+                if mine.filter(pk=task.pk).delete()[0]:
+                    copies.append(requeued_copy(task, result, now))
+                else:
+                    report.lost += 1
+            report.requeued = len(insert_tasks(copies, self.using))
+            failed = []
+            for task, error in finals:
+                if mine.filter(pk=task.pk).delete()[0]:
+                    failed.append(FailedTask.from_task(task, error, failed_at=now))
+                    report.failed.append((task, error))
+                else:
+                    report.lost += 1
+            FailedTask.objects.using(self.using).bulk_create(failed)
+        return report
+
+    # Recovering -------------------------------------------------------------------
+
+    def recover_stale(self, now: datetime) -> FinishReport:
+        """Put back tasks whose claim expired (their worker died); fail the exhausted.
+
+        Each expiry counts as a failed attempt, so a task that keeps killing its worker
+        ends in the failure log after retry_max expiries instead of looping forever.
+        """
+        report = FinishReport()
+        stale = self._tasks().filter(locked_until__lt=now)
+        message = (
+            "the claim on this task expired before its run finished: the worker running "
+            "it died, was killed, or lost its database connection for longer than "
+            f"LOCK_TIMEOUT ({self.lock_timeout.total_seconds():g}s)"
+        )
+        # Exhausted tasks: take them over under a fresh lock id, then move them.
+        recovery = uuid7()
+        taken = stale.filter(retry_count__gte=F("retry_max")).update(
+            lock_id=recovery, locked_until=now + self.lock_timeout
+        )
+        if taken:
+            tasks = list(self._tasks().filter(lock_id=recovery))
+            with transaction.atomic(using=self.using):
+                failed = []
+                for task in tasks:
+                    if self._tasks().filter(pk=task.pk, lock_id=recovery).delete()[0]:
+                        error = (
+                            f"gave up after {task.retry_count + 1} attempts "
+                            f"(retry_max={task.retry_max}): {message}"
+                        )
+                        failed.append(FailedTask.from_task(task, error, failed_at=now))
+                        report.failed.append((task, error))
+                FailedTask.objects.using(self.using).bulk_create(failed)
+        report.retried = stale.filter(retry_count__lt=F("retry_max")).update(
+            lock_id=None,
+            locked_until=None,
+            retry_count=F("retry_count") + 1,
+            error=message,
+        )
+        return report

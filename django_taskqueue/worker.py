@@ -1,0 +1,416 @@
+"""The worker: a pool of threads that run claimed tasks, and the loop that feeds it.
+
+One coordinator (the thread that calls :meth:`Worker.run`) owns every queue write of
+the process: it claims batches, acknowledges finished runs in batches, extends claims
+(heartbeat) and recovers tasks whose worker died. ``WORKER_COUNT`` executor threads only
+run consumers and hand their outcomes back. On PostgreSQL a listener thread wakes the
+coordinator when a task is enqueued.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import queue
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError
+from django.utils import timezone
+
+from .conf import conf
+from .connections import close_quietly, heal_connections
+from .listener import Listener, can_listen
+from .models import Task, uuid7
+from .registry import ConsumerRegistry, registry, run_task
+from .results import Error, Failure, Requeue, Result
+from .signals import task_failed, task_finished, task_started
+from .storage import FinishReport, QueueStorage
+
+logger = logging.getLogger("django_taskqueue")
+
+_STOP = math.inf  # sorts after every task in the ready queue
+
+
+class Worker:
+    """Runs tasks from the queue until stopped (or, in burst mode, until none is due).
+
+    Every argument defaults to its ``TASKQUEUE`` setting. ``clock`` returns the aware
+    "now" used for claims and retries (tests pass a controllable one).
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        buffer_size: int | None = None,
+        poll_interval: float | None = None,
+        poll_storage: bool | None = None,
+        lock_timeout: float | None = None,
+        burst: bool = False,
+        max_tasks: int | None = None,
+        grace: float = 30.0,
+        using: str | None = None,
+        queues: Sequence[str] | None = None,
+        listen: bool = True,
+        clock: Callable[[], datetime] = timezone.now,
+        consumers: ConsumerRegistry | None = None,
+    ) -> None:
+        self.workers = workers or conf.WORKER_COUNT
+        self.buffer_size = buffer_size or conf.BUFFER_SIZE
+        self.poll_interval = poll_interval or conf.POLL_INTERVAL
+        self.poll_storage = conf.POLL_STORAGE if poll_storage is None else poll_storage
+        self.lock_timeout = lock_timeout or conf.LOCK_TIMEOUT
+        self.burst = burst
+        self.max_tasks = max_tasks
+        self.grace = grace
+        self.using = using or conf.DATABASE
+        self.queues = list(queues) if queues else None
+        self.clock = clock
+        self.consumers = consumers or registry
+        self.lock_id: uuid.UUID = uuid7()
+        self.storage = QueueStorage(
+            using=self.using,
+            lock_id=self.lock_id,
+            lock_timeout=self.lock_timeout,
+            queues=self.queues,
+        )
+        self.heartbeat_interval = max(0.2, self.lock_timeout / 4)
+        self.recover_interval = max(0.5, min(self.lock_timeout / 2, 30.0))
+
+        self._ready: queue.PriorityQueue[tuple[Any, ...]] = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self._held: dict[uuid.UUID, Task] = {}  # claimed, not yet acknowledged
+        self._running: dict[uuid.UUID, Task] = {}
+        self._done: list[tuple[Task, Result]] = []
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._maybe_more = True
+        self._threads: list[threading.Thread] = []
+        self._listener: Listener | None = None
+        self._listen = listen
+        self._old_handlers: dict[int, Any] = {}
+        self.claimed = 0
+        self.processed = 0
+        self.exit_code = 0
+        self.started = threading.Event()
+
+    # Public -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; return the exit code (0 after a clean stop)."""
+        logger.info(
+            "worker %s starting: %d threads, buffer %d, database %r%s",
+            self.lock_id,
+            self.workers,
+            self.buffer_size,
+            self.using,
+            f", queues {', '.join(self.queues)}" if self.queues else "",
+        )
+        self._start_threads()
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        logger.info("worker %s stopped after %d tasks", self.lock_id, self.processed)
+        return self.exit_code
+
+    def stop(self) -> None:
+        """Stop claiming, release unstarted tasks, let running ones finish (up to grace)."""
+        self._stopping.set()
+        self._wake.set()
+
+    def notify(self) -> None:
+        """Something may be due: claim at the next chance."""
+        self._maybe_more = True
+        self._wake.set()
+
+    def install_signal_handlers(self, *, ignore_sigint: bool = False) -> None:
+        """First SIGTERM/SIGINT stops gracefully; a second exits at once (code 1)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handle(signum: int, frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if self._stopping.is_set():
+                logger.warning("%s again: exiting now, running tasks are abandoned", name)
+                os._exit(1)
+            logger.info(
+                "%s: stopping; waiting up to %gs for %d running task(s)",
+                name,
+                self.grace,
+                len(self._running),
+            )
+            self.stop()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._old_handlers[signum] = signal.getsignal(signum)
+            signal.signal(signum, handle)
+        if ignore_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def restore_signal_handlers(self) -> None:
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        self._old_handlers.clear()
+
+    # Threads ----------------------------------------------------------------------
+
+    def _start_threads(self) -> None:
+        for index in range(self.workers):
+            thread = threading.Thread(
+                target=self._execute_loop, name=f"taskqueue-worker-{index}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        if self._listen and can_listen(self.using):
+            self._listener = Listener(self.using, self.notify, self.queues)
+            self._listener.start()
+
+    def _execute_loop(self) -> None:
+        try:
+            while True:
+                task = self._ready.get()[-1]
+                if task is None:
+                    return
+                with self._lock:
+                    self._running[task.pk] = task
+                result = self._execute(task)
+                with self._lock:
+                    del self._running[task.pk]
+                    self._done.append((task, result))
+                self._wake.set()
+                heal_connections()
+        finally:
+            from django.db import connections
+
+            connections.close_all()
+
+    def _execute(self, task: Task) -> Result:
+        log_context = (task.pk, task.name)
+        for receiver, response in task_started.send_robust(sender=Task, task=task):
+            if isinstance(response, Exception):
+                logger.error("task_started receiver %r raised: %r", receiver, response)
+        started = time.monotonic()
+        result = run_task(task, self.consumers)
+        elapsed = time.monotonic() - started
+        if isinstance(result, Error):
+            logger.warning(
+                "task %s (%s) raised after %.3fs (attempt %d of %d): %s",
+                *log_context,
+                elapsed,
+                task.retry_count + 1,
+                task.retry_max + 1,
+                result.describe().strip().splitlines()[-1] if result.describe() else "",
+            )
+        elif isinstance(result, Failure):
+            logger.warning("task %s (%s) failed for good: %s", *log_context, result.describe())
+        else:
+            logger.info(
+                "task %s (%s) %s in %.3fs",
+                *log_context,
+                "requeued" if isinstance(result, Requeue) else "succeeded",
+                elapsed,
+            )
+        for receiver, response in task_finished.send_robust(sender=Task, task=task, result=result):
+            if isinstance(response, Exception):
+                logger.error("task_finished receiver %r raised: %r", receiver, response)
+        return result
+
+    # The coordinator ---------------------------------------------------------------
+
+    def _loop(self) -> None:
+        failures = 0
+        next_poll = next_heartbeat = next_recover = time.monotonic()
+        self.started.set()
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            try:
+                self._flush()
+                if now >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = now + self.heartbeat_interval
+                if now >= next_recover:
+                    self._recover()
+                    next_recover = now + self.recover_interval
+                if self._finished():
+                    return
+                if self.poll_storage and now >= next_poll:
+                    self._maybe_more = True
+                    next_poll = now + self.poll_interval
+                claimed_full = self._claim_if_room()
+                failures = 0
+            except (DatabaseError, InterfaceError) as exc:
+                failures += 1
+                delay = min(30.0, 0.25 * 2**failures)
+                logger.warning(
+                    "database error in worker %s (%s); retrying in %.2fs", self.lock_id, exc, delay
+                )
+                close_quietly(self.using)
+                self._stopping.wait(delay)
+                continue
+            if claimed_full:
+                continue
+            deadlines = [next_heartbeat, next_recover]
+            if self.poll_storage:
+                deadlines.append(next_poll)
+            timeout = max(0.0, min(deadlines) - time.monotonic())
+            self._wake.wait(timeout)
+            self._wake.clear()
+
+    def _finished(self) -> bool:
+        if self._held:
+            return False
+        if self.max_tasks is not None and self.claimed >= self.max_tasks:
+            return True
+        return self.burst and not self._maybe_more
+
+    def _room(self) -> int:
+        room = self.buffer_size - self._ready.qsize()
+        if self.max_tasks is not None:
+            room = min(room, self.max_tasks - self.claimed)
+        return room
+
+    def _claim_if_room(self) -> bool:
+        """Claim if there is room and reason to; True if the batch came back full."""
+        room = self._room()
+        if room <= 0 or not self._maybe_more:
+            return False
+        # Top up in batches, not one task at a time, unless the buffer ran dry.
+        if self._ready.qsize() and room < max(1, self.buffer_size // 2):
+            return False
+        self._maybe_more = False
+        tasks = self.storage.claim(room, self.clock())
+        for task in tasks:
+            self._held[task.pk] = task
+            self._ready.put((task.priority, task.start_at.timestamp(), next(self._seq), task))
+        self.claimed += len(tasks)
+        if tasks:
+            logger.debug("worker %s claimed %d task(s)", self.lock_id, len(tasks))
+        full = len(tasks) == room
+        self._maybe_more = full
+        return full and self._room() > 0
+
+    def _flush(self) -> None:
+        with self._lock:
+            batch, self._done = self._done, []
+        if not batch:
+            return
+        try:
+            report = self.storage.finish(batch, self.clock())
+        except BaseException:
+            with self._lock:
+                self._done[:0] = batch
+            raise
+        for task, _ in batch:
+            self._held.pop(task.pk, None)
+        self.processed += len(batch)
+        self._report(report)
+        # A finished batch makes room: the queue may hold more.
+        self._maybe_more = self._maybe_more or bool(batch)
+
+    def _report(self, report: FinishReport) -> None:
+        for task, error in report.failed:
+            logger.error(
+                "task %s (%s) moved to the failure log: %s",
+                task.pk,
+                task.name,
+                error.strip().splitlines()[0] if error.strip() else "",
+            )
+            for receiver, response in task_failed.send_robust(sender=Task, task=task, error=error):
+                if isinstance(response, Exception):
+                    logger.error("task_failed receiver %r raised: %r", receiver, response)
+        if report.lost:
+            logger.warning(
+                "worker %s no longer held %d finished task(s): their claim expired and "
+                "another worker took them over, or they were cancelled",
+                self.lock_id,
+                report.lost,
+            )
+
+    def _heartbeat(self) -> None:
+        held = list(self._held)
+        if held:
+            kept = self.storage.heartbeat(held, self.clock())
+            if kept < len(held):
+                logger.warning(
+                    "worker %s lost the claim on %d task(s)", self.lock_id, len(held) - kept
+                )
+
+    def _recover(self) -> None:
+        report = self.storage.recover_stale(self.clock())
+        if report.retried:
+            logger.warning(
+                "recovered %d task(s) whose worker died; they will run again", report.retried
+            )
+        self._report(report)
+        if report.retried:
+            self._maybe_more = True
+
+    # Shutdown ---------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        unstarted = []
+        while True:
+            try:
+                item = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            unstarted.append(item[-1])
+        if unstarted:
+            try:
+                released = self.storage.release([t.pk for t in unstarted])
+                logger.info("released %d claimed task(s) that had not started", released)
+            except (DatabaseError, InterfaceError):
+                logger.exception("could not release %d unstarted task(s)", len(unstarted))
+            for task in unstarted:
+                self._held.pop(task.pk, None)
+        deadline = time.monotonic() + self.grace
+        next_heartbeat = time.monotonic() + self.heartbeat_interval
+        while self._running and time.monotonic() < deadline:
+            self._wake.wait(0.2)
+            self._wake.clear()
+            try:
+                self._flush()
+                if time.monotonic() >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = time.monotonic() + self.heartbeat_interval
+            except (DatabaseError, InterfaceError) as exc:
+                logger.warning("database error while stopping (%s)", exc)
+                close_quietly(self.using)
+        for _ in self._threads:
+            self._ready.put((_STOP, _STOP, next(self._seq), None))
+        if self._listener is not None:
+            self._listener.stop()
+        for attempt in range(5):
+            try:
+                self._flush()
+                break
+            except (DatabaseError, InterfaceError) as exc:
+                logger.warning("could not acknowledge finished tasks (%s); retrying", exc)
+                close_quietly(self.using)
+                time.sleep(0.2 * (attempt + 1))
+        with self._lock:
+            still_running = len(self._running)
+            unacknowledged = len(self._done)
+        if still_running or unacknowledged:
+            logger.warning(
+                "worker %s stopped with %d task(s) still running and %d unacknowledged; "
+                "they run again once their claim expires",
+                self.lock_id,
+                still_running,
+                unacknowledged,
+            )
+            self.exit_code = 1
+        else:
+            for thread in self._threads:
+                thread.join(timeout=1)
+        close_quietly(self.using)

@@ -1,0 +1,333 @@
+"""The worker driven in-process: claiming, outcomes, claims and shutdown."""
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_taskqueue import enqueue
+from django_taskqueue.models import FailedTask, Task, uuid7
+from django_taskqueue.signals import task_failed, task_finished, task_started
+from django_taskqueue.storage import QueueStorage
+from django_taskqueue.worker import Worker
+from tests.factories import TaskFactory
+from tests.models import Run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Clock:
+    """A controllable "now" for the worker."""
+
+    def __init__(self):
+        self.now = timezone.now()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **kwargs):
+        self.now += timedelta(**kwargs)
+
+
+def storage(**kwargs):
+    options = {"using": "default", "lock_id": uuid7(), "lock_timeout": 60}
+    return QueueStorage(**{**options, **kwargs})
+
+
+def burst(**kwargs):
+    options = {"workers": 4, "burst": True, "listen": False, "grace": 5}
+    worker = Worker(**{**options, **kwargs})
+    assert worker.run() == 0
+    return worker
+
+
+def test_burst_drains_every_due_task_once():
+    for n in range(60):
+        enqueue("tests.record", {"n": n})
+    enqueue("tests.record", {"n": "later"}, delay_hours=1)
+    worker = burst(buffer_size=8)
+    assert worker.processed == 60
+    assert Run.objects.count() == 60
+    assert Run.objects.values("task_id").distinct().count() == 60
+    assert list(Task.objects.values_list("arguments", flat=True)) == [{"n": "later"}]
+
+
+def test_claim_takes_priority_then_start_at_and_marks_the_claim():
+    now = timezone.now()
+    low = TaskFactory(priority=20, start_at=now - timedelta(minutes=5))
+    urgent_new = TaskFactory(priority=1, start_at=now - timedelta(seconds=1))
+    urgent_old = TaskFactory(priority=1, start_at=now - timedelta(seconds=10))
+    TaskFactory(priority=0, scheduled=True)
+    TaskFactory(priority=0, running=True)
+    store = storage()
+    claimed = store.claim(2, now)
+    assert claimed == [urgent_old, urgent_new]
+    for task in Task.objects.filter(pk__in=[t.pk for t in claimed]):
+        assert task.lock_id == store.lock_id
+        assert task.locked_until == now + timedelta(seconds=60)
+    assert store.claim(10, now) == [low]
+    assert store.claim(10, now) == []
+
+
+def test_claim_filters_queues():
+    TaskFactory(queue="images")
+    mail = TaskFactory(queue="mail")
+    assert storage(queues=["mail", "other"]).claim(10, timezone.now()) == [mail]
+
+
+def test_claim_query_count_does_not_grow_with_the_batch():
+    TaskFactory.create_batch(40)
+    now = timezone.now()
+    counts = []
+    for size in (1, 30):
+        with CaptureQueriesContext(connection) as ctx:
+            assert len(storage().claim(size, now)) == size
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1]
+
+
+def test_two_workers_never_claim_the_same_task():
+    TaskFactory.create_batch(200)
+    results, errors = [], []
+    barrier = threading.Barrier(4)
+
+    def claim_all():
+        store = storage()
+        try:
+            barrier.wait(5)
+            while batch := store.claim(7, timezone.now()):
+                results.extend(t.pk for t in batch)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim_all) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(results) == 200
+    assert len(set(results)) == 200
+
+
+def run_one(task, clock):
+    """Claim ``task`` with a fresh worker at ``clock`` and run it to its outcome."""
+    worker = Worker(workers=1, burst=True, listen=False, clock=clock, grace=5)
+    assert worker.run() == 0
+    return worker
+
+
+def test_error_retries_with_exponential_backoff():
+    task = enqueue("tests.raise", {"message": "flaky"}, retry_max=3)
+    clock = Clock()
+    for attempt, wait_minutes in enumerate([1, 2, 4]):
+        run_one(task, clock)
+        row = Task.objects.get(pk=task.pk)
+        assert row.retry_count == attempt + 1
+        assert row.start_at == clock.now + timedelta(minutes=wait_minutes)
+        assert row.lock_id is None and row.locked_until is None
+        assert "ValueError: flaky" in row.error
+        assert "Traceback (most recent call last)" in row.error
+        # Not due yet: a worker finds nothing.
+        assert run_one(task, clock).processed == 0
+        clock.now = row.start_at
+    run_one(task, clock)  # the fourth failure is past retry_max=3
+    assert not Task.objects.exists()
+    failed = FailedTask.objects.get()
+    assert failed.task_id == task.pk
+    assert failed.retry_count == 3
+    assert "gave up after 4 attempts (retry_max=3)" in failed.error
+    assert "ValueError: flaky" in failed.error
+
+
+def test_backoff_exponent_is_capped(taskqueue_settings):
+    taskqueue_settings["BACKOFF_EXPONENT_CAP"] = 2
+    task = TaskFactory(name="tests.error", retry_count=6, retry_max=10)
+    clock = Clock()
+    run_one(task, clock)
+    assert Task.objects.get(pk=task.pk).start_at == clock.now + timedelta(minutes=4)
+
+
+def test_signed_task_retries_like_any_other():
+    task = enqueue("tests.raise", signature="signed", retry_max=1)
+    clock = Clock()
+    run_one(task, clock)
+    row = Task.objects.get(pk=task.pk)
+    assert (row.retry_count, row.signature) == (1, "signed")
+    clock.now = row.start_at
+    run_one(task, clock)
+    assert not Task.objects.exists()
+    assert FailedTask.objects.get().signature == "signed"
+
+
+def test_failure_goes_straight_to_the_failure_log():
+    task = enqueue("tests.failure", {"x": 1})
+    run_one(task, Clock())
+    assert not Task.objects.exists()
+    failed = FailedTask.objects.get()
+    assert (failed.retry_count, failed.error, failed.arguments) == (0, "cannot ever work", {"x": 1})
+
+
+def test_every_consumer_ignoring_is_a_permanent_failure():
+    task = enqueue("tests.ignored")
+    run_one(task, Clock())
+    assert not Task.objects.exists()
+    assert "every consumer of 'tests.ignored' ignored the task" in FailedTask.objects.get().error
+
+
+def test_requeue_walks_through_steps_carrying_arguments():
+    enqueue("tests.steps", {"total": 3}, priority=4, signature="walk")
+    burst(workers=1)
+    # Each run saw the position the previous one left in the arguments.
+    positions = [r.arguments.get("position", 0) for r in Run.objects.order_by("id")]
+    assert positions == [0, 1, 2]
+    assert not Task.objects.exists()
+
+
+def test_requeue_copy_keeps_priority_signature_and_resets_retry_count():
+    task = TaskFactory(
+        name="tests.steps", arguments={"total": 5}, priority=4, signature="w", retry_count=2
+    )
+    assert Worker(workers=1, max_tasks=1, listen=False).run() == 0
+    copy = Task.objects.get()
+    assert copy.pk != task.pk
+    assert (copy.priority, copy.signature, copy.retry_count) == (4, "w", 0)
+    assert copy.arguments == {"total": 5, "position": 1}
+
+
+def test_a_late_finisher_does_not_touch_a_task_taken_over():
+    task = TaskFactory(name="tests.record")
+    now = timezone.now()
+    first, second = storage(lock_timeout=10), storage(lock_timeout=10)
+    [claimed] = first.claim(1, now)
+    later = now + timedelta(seconds=11)
+    assert second.recover_stale(later).retried == 1
+    assert second.claim(1, later) == [task]
+    from django_taskqueue.results import Error, Success
+
+    report = first.finish([(claimed, Success())], later)
+    assert (report.deleted, report.lost) == (0, 1)
+    report = first.finish([(claimed, Error("late"))], later)
+    assert (report.retried, report.lost) == (0, 1)
+    row = Task.objects.get()
+    assert row.lock_id == second.lock_id
+    assert row.retry_count == 1
+
+
+def test_heartbeat_extends_only_this_workers_claims():
+    TaskFactory.create_batch(2)
+    now = timezone.now()
+    mine, other = storage(lock_timeout=10), storage(lock_timeout=10)
+    [a] = mine.claim(1, now)
+    [b] = other.claim(1, now)
+    assert mine.heartbeat([a.pk, b.pk], now + timedelta(seconds=5)) == 1
+    assert Task.objects.get(pk=a.pk).locked_until == now + timedelta(seconds=15)
+    assert Task.objects.get(pk=b.pk).locked_until == now + timedelta(seconds=10)
+
+
+def test_stale_claims_count_as_attempts_and_end_in_the_failure_log():
+    task = TaskFactory(retry_max=1)
+    now = timezone.now()
+    store = storage(lock_timeout=10)
+    for expiry in range(2):
+        assert store.claim(1, now) == [task]
+        now += timedelta(seconds=11)
+        report = store.recover_stale(now)
+        if expiry == 0:
+            assert report.retried == 1
+            row = Task.objects.get()
+            assert row.retry_count == 1 and row.lock_id is None
+            assert "claim on this task expired" in row.error
+    assert report.retried == 0 and len(report.failed) == 1
+    assert not Task.objects.exists()
+    failed = FailedTask.objects.get()
+    assert "gave up after 2 attempts (retry_max=1)" in failed.error
+    assert "the worker running it died" in failed.error
+
+
+def test_live_worker_keeps_its_claim_on_a_long_task():
+    task = enqueue("tests.sleep", {"seconds": 2.5})
+    worker = Worker(workers=1, burst=True, listen=False, lock_timeout=1, grace=5)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive()
+    # The claim was extended while it ran, so no one recovered it and it ran once.
+    assert Run.objects.filter(task_id=task.pk, name="tests.sleep").count() == 1
+    assert not Task.objects.exists()
+    assert not FailedTask.objects.exists()
+
+
+def test_max_tasks():
+    for n in range(10):
+        enqueue("tests.record", {"n": n})
+    worker = Worker(workers=2, max_tasks=4, listen=False)
+    assert worker.run() == 0
+    assert worker.processed == 4
+    assert Task.objects.count() == 6
+
+
+def test_stop_releases_unstarted_tasks_and_waits_for_running_ones():
+    sleeper = enqueue("tests.sleep", {"seconds": 1}, priority=0)
+    others = [enqueue("tests.record", {"n": n}) for n in range(5)]
+    worker = Worker(workers=1, buffer_size=10, listen=False, grace=10)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not Run.objects.filter(task_id=sleeper.pk).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    worker.stop()
+    # Released before the running task finishes: others can take them at once.
+    while Task.objects.filter(pk__in=[t.pk for t in others], lock_id__isnull=False).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert Task.objects.filter(pk=sleeper.pk, lock_id=worker.lock_id).exists()
+    thread.join(20)
+    assert worker.exit_code == 0
+    assert Run.objects.filter(task_id=sleeper.pk, name="tests.sleep.done").exists()
+    assert not Task.objects.filter(pk=sleeper.pk).exists()
+    assert Task.objects.count() == 5
+
+
+def test_signals():
+    seen = []
+
+    def on_started(sender, task, **kwargs):
+        seen.append(("started", task.name))
+
+    def on_finished(sender, task, result, **kwargs):
+        seen.append(("finished", type(result).__name__))
+
+    def on_failed(sender, task, error, **kwargs):
+        seen.append(("failed", error))
+
+    task_started.connect(on_started)
+    task_finished.connect(on_finished)
+    task_failed.connect(on_failed)
+    try:
+        enqueue("tests.failure")
+        burst(workers=1)
+    finally:
+        task_started.disconnect(on_started)
+        task_finished.disconnect(on_finished)
+        task_failed.disconnect(on_failed)
+    assert seen == [
+        ("started", "tests.failure"),
+        ("finished", "Failure"),
+        ("failed", "cannot ever work"),
+    ]
+
+
+def test_log_lines_carry_task_id_and_name(caplog):
+    caplog.set_level("INFO", logger="django_taskqueue")
+    task = enqueue("tests.raise", {"message": "logged"})
+    burst(workers=1)
+    assert f"task {task.pk} (tests.raise) raised" in caplog.text
+    assert "ValueError: logged" in caplog.text
