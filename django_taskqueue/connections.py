@@ -41,3 +41,16 @@ def close_quietly(alias: str) -> None:
     except Exception:
         logger.debug("closing broken connection %r raised", alias, exc_info=True)
         connections[alias].connection = None
+
+
+def check_connections() -> None:
+    """Ping this thread's connections and drop the dead ones (after a database outage)."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.in_atomic_block and not conn.is_usable():
+            close_quietly(conn.alias)
+
+
+def start_of_task() -> None:
+    """Let CONN_HEALTH_CHECKS ping once per task, as Django does once per request."""
+    for conn in connections.all(initialized_only=True):
+        conn.health_check_done = False

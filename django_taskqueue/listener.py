@@ -34,11 +34,13 @@ class Listener(threading.Thread):
         using: str,
         on_notify: Callable[[], None],
         queues: Sequence[str] | None = None,
+        on_error: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name="taskqueue-listener", daemon=True)
         self.using = using
         self.on_notify = on_notify
         self.queues = set(queues) if queues else None
+        self.on_error = on_error
         self.stopping = threading.Event()
         self.listening = threading.Event()
 
@@ -70,6 +72,8 @@ class Listener(threading.Thread):
                             self.on_notify()
             except Exception as exc:
                 self.listening.clear()
+                if self.on_error is not None:
+                    self.on_error()
                 failures += 1
                 delay = min(30.0, 0.5 * 2**failures)
                 logger.warning("LISTEN connection failed (%s); retrying in %.1fs", exc, delay)

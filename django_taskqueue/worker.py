@@ -26,7 +26,7 @@ from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
 from .conf import conf
-from .connections import close_quietly, heal_connections
+from .connections import check_connections, close_quietly, heal_connections, start_of_task
 from .listener import Listener, can_listen
 from .models import Task, uuid7
 from .registry import ConsumerRegistry, registry, run_task
@@ -98,6 +98,9 @@ class Worker:
         self._listener: Listener | None = None
         self._listen = listen
         self._old_handlers: dict[int, Any] = {}
+        # Bumped when the database seems to have gone away; executor threads then
+        # check their own connections before the next task.
+        self._outages = 0
         self.claimed = 0
         self.processed = 0
         self.exit_code = 0
@@ -172,15 +175,23 @@ class Worker:
             thread.start()
             self._threads.append(thread)
         if self._listen and can_listen(self.using):
-            self._listener = Listener(self.using, self.notify, self.queues)
+            self._listener = Listener(self.using, self.notify, self.queues, self._outage)
             self._listener.start()
 
+    def _outage(self) -> None:
+        self._outages += 1
+
     def _execute_loop(self) -> None:
+        outages_seen = self._outages
         try:
             while True:
                 task = self._ready.get()[-1]
                 if task is None:
                     return
+                if outages_seen != self._outages:
+                    outages_seen = self._outages
+                    check_connections()
+                start_of_task()
                 with self._lock:
                     self._running[task.pk] = task
                 result = self._execute(task)
@@ -255,6 +266,7 @@ class Worker:
                     "database error in worker %s (%s); retrying in %.2fs", self.lock_id, exc, delay
                 )
                 close_quietly(self.using)
+                self._outage()
                 self._stopping.wait(delay)
                 continue
             if claimed_full:

@@ -34,14 +34,19 @@ def run_python(code: str, **popen_kwargs) -> subprocess.Popen:
     )
 
 
-def manage(*args: str, **popen_kwargs) -> subprocess.Popen:
-    """Start ``django-admin <args>`` with the test settings, for the test database."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "django", *args],
-        env=django_env(),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen_kwargs,
-    )
+def worker(log_path: Path, *args: str, **env: str) -> subprocess.Popen:
+    """Start ``django-admin taskqueue_worker <args>`` on the test database.
+
+    Output goes to ``log_path`` (a pipe nobody reads would fill up and block it).
+    """
+    log = open(log_path, "a")  # noqa: SIM115 - closed by the child's exit
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "django", "taskqueue_worker", *args],
+            env=django_env(**env),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        log.close()

@@ -73,7 +73,8 @@ if os.environ.get("TASKQUEUE_TEST_DATABASE_NAME"):
     _db["NAME"] = os.environ["TASKQUEUE_TEST_DATABASE_NAME"]
 
 TASKQUEUE = {
-    "POLL_INTERVAL": 0.2,
+    "POLL_INTERVAL": float(os.environ.get("TASKQUEUE_TEST_POLL_INTERVAL", "0.2")),
+    "LOCK_TIMEOUT": float(os.environ.get("TASKQUEUE_TEST_LOCK_TIMEOUT", "300")),
 }
 
 LOGGING = {

@@ -67,9 +67,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--processes",
             type=positive_int,
-            default=1,
-            help="Worker processes under one supervisor that replaces any that dies "
-            "(default: %(default)r).",
+            default=None,
+            help="Run this many worker processes under a supervisor that replaces any "
+            "that dies (default: one unsupervised worker in this process).",
         )
         parser.add_argument(
             "--buffer-size",
@@ -113,7 +113,7 @@ class Command(BaseCommand):
         self,
         *,
         workers: int | None,
-        processes: int,
+        processes: int | None,
         buffer_size: int | None,
         poll_interval: float | None,
         queues: list[str] | None,
@@ -141,7 +141,7 @@ class Command(BaseCommand):
             "grace": grace,
             "using": database,
         }
-        if processes > 1:
+        if processes is not None:
             from django_taskqueue.supervisor import Supervisor
 
             code = Supervisor(processes, worker_options, verbosity).run()
