@@ -71,3 +71,14 @@ def ignores(args):
 def kill_self(args, task):
     record(args, task)
     os.kill(os.getpid(), 9)
+
+
+@consumer("tests.connection")
+def which_connection(args, task):
+    """Records which database connection object this run used."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    Run.objects.create(
+        task_id=task.id, name=task.name, arguments={"conn": id(connection.connection)}
+    )

@@ -331,3 +331,11 @@ def test_log_lines_carry_task_id_and_name(caplog):
     burst(workers=1)
     assert f"task {task.pk} (tests.raise) raised" in caplog.text
     assert "ValueError: logged" in caplog.text
+
+
+def test_threads_keep_their_connection_across_tasks(settings):
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    for _ in range(10):
+        enqueue("tests.connection")
+    burst(workers=1)
+    assert Run.objects.values("arguments__conn").distinct().count() == 1

@@ -1,0 +1,44 @@
+import pytest
+from django.core.management import CommandError, call_command
+
+from django_taskqueue import enqueue
+from django_taskqueue.models import Task
+from tests.models import Run
+
+
+@pytest.mark.django_db(transaction=True)
+def test_burst_runs_what_is_due_and_exits():
+    for n in range(5):
+        enqueue("tests.record", {"n": n})
+    call_command("taskqueue_worker", "--burst", "--workers", "2", verbosity=0)
+    assert Run.objects.count() == 5
+    assert not Task.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_max_tasks():
+    for n in range(5):
+        enqueue("tests.record", {"n": n})
+    call_command("taskqueue_worker", "--max-tasks", "2", "--workers", "1", verbosity=0)
+    assert Run.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "'0' must be at least 1"),
+        (["--workers", "many"], "'many' is not an integer"),
+        (["--processes", "-1"], "'-1' must be at least 1"),
+        (["--poll-interval", "0"], "'0' must be greater than 0"),
+        (["--grace", "soon"], "'soon' is not a number"),
+        (["--buffer-size", "1.5"], "'1.5' is not an integer"),
+    ],
+)
+def test_bad_options_are_refused(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("taskqueue_worker", *args)
+
+
+def test_unknown_database():
+    with pytest.raises(CommandError, match=r"--database 'nope' is not in settings\.DATABASES"):
+        call_command("taskqueue_worker", "--database", "nope")

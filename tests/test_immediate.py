@@ -1,0 +1,92 @@
+"""RUN_IMMEDIATE_PRIORITY's in-process pool, and async_delay_ms."""
+
+import time
+
+import pytest
+from django.db import transaction
+
+from django_taskqueue import enqueue, immediate
+from django_taskqueue.models import FailedTask, Task
+from tests.models import Run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def pool(taskqueue_settings, monkeypatch):
+    taskqueue_settings.update(RUN_IMMEDIATE_PRIORITY=5, RUN_IMMEDIATE_WORKERS=2)
+    fresh = immediate.ImmediatePool()
+    monkeypatch.setattr(immediate, "pool", fresh)
+    yield fresh
+    fresh.join()
+
+
+def test_urgent_task_runs_in_process_after_commit_and_is_not_stored(pool):
+    with transaction.atomic():
+        task = enqueue("tests.record", {"n": 1}, priority=5)
+        assert task.pk is not None
+        pool.join(1)
+        assert not Run.objects.exists()  # not before the commit
+    pool.join()
+    assert Run.objects.get().task_id == task.pk
+    assert not Task.objects.exists()
+
+
+def test_rolled_back_urgent_task_never_runs(pool):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        enqueue("tests.record", priority=1)
+        raise RuntimeError
+    pool.join()
+    assert not Run.objects.exists()
+
+
+def test_signed_delayed_or_lower_priority_tasks_are_stored(pool):
+    enqueue("tests.record", priority=5, signature="s")
+    enqueue("tests.record", priority=5, delay_seconds=60)
+    enqueue("tests.record", priority=6)
+    pool.join()
+    assert Task.objects.count() == 3
+    assert not Run.objects.exists()
+
+
+def test_an_error_in_process_is_stored_for_retry(pool):
+    task = enqueue("tests.raise", {"message": "later"}, priority=0)
+    pool.join()
+    row = Task.objects.get(pk=task.pk)
+    assert row.retry_count == 1
+    assert "ValueError: later" in row.error
+
+
+def test_a_failure_in_process_goes_to_the_failure_log(pool):
+    task = enqueue("tests.failure", priority=0)
+    pool.join()
+    assert FailedTask.objects.get().task_id == task.pk
+
+
+def test_full_pool_falls_back_to_storing(pool, taskqueue_settings):
+    taskqueue_settings.update(RUN_IMMEDIATE_WORKERS=1, BUFFER_SIZE=1)
+    tasks = [enqueue("tests.pause", {"seconds": 0.5}, priority=0) for _ in range(4)]
+    pool.join()
+    stored = set(Task.objects.values_list("pk", flat=True))
+    ran = set(Run.objects.values_list("task_id", flat=True))
+    assert stored and ran
+    assert stored | ran == {t.pk for t in tasks}
+    assert not stored & ran
+
+
+def test_async_delay_stores_later_after_commit():
+    with transaction.atomic():
+        task = enqueue("tests.record", {"n": 1}, async_delay_ms=300)
+    assert not Task.objects.exists()
+    deadline = time.monotonic() + 10
+    while not Task.objects.filter(pk=task.pk).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_async_delay_in_a_rolled_back_transaction_stores_nothing():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        enqueue("tests.record", async_delay_ms=50)
+        raise RuntimeError
+    time.sleep(0.3)
+    assert not Task.objects.exists()
