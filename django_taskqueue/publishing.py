@@ -36,6 +36,8 @@ def _models() -> Any:
             '"django_taskqueue" to INSTALLED_APPS and enqueue tasks from views, commands '
             "or tasks, not at import time (call django.setup() first in scripts)."
         )
+    if not apps.is_installed("django_taskqueue"):
+        raise NotReady('add "django_taskqueue" to INSTALLED_APPS, then run migrate')
     from . import models
 
     return models

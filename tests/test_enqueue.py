@@ -202,3 +202,11 @@ def test_enqueue_many_large_batches(db):
     stored = enqueue_many([("tests.record", {"n": i}) for i in range(5000)])
     assert len(stored) == 5000
     assert Task.objects.count() == 5000
+
+
+def test_using_the_queue_without_the_app_installed_explains_the_fix(settings):
+    from django_taskqueue import NotReady
+
+    settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "django_taskqueue"]
+    with pytest.raises(NotReady, match='add "django_taskqueue" to INSTALLED_APPS'):
+        enqueue("tests.record")
