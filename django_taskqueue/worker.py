@@ -214,18 +214,19 @@ class Worker:
         result = run_task(task, self.consumers)
         elapsed = time.monotonic() - started
         if isinstance(result, Error):
+            lines = result.describe().strip().splitlines()
             logger.warning(
                 "task %s (%s) raised after %.3fs (attempt %d of %d): %s",
                 *log_context,
                 elapsed,
                 task.retry_count + 1,
                 task.retry_max + 1,
-                result.describe().strip().splitlines()[-1] if result.describe() else "",
+                lines[-1] if lines else "",
             )
         elif isinstance(result, Failure):
             logger.warning("task %s (%s) failed for good: %s", *log_context, result.describe())
-        else:
-            logger.info(
+        elif logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
                 "task %s (%s) %s in %.3fs",
                 *log_context,
                 "requeued" if isinstance(result, Requeue) else "succeeded",
