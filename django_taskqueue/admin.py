@@ -15,19 +15,23 @@ from typing import Any, TypeVar
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections, transaction
 from django.db.models import Count, F, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
-from django.utils.text import Truncator
+from django.utils.text import Truncator, capfirst
 from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -100,12 +104,24 @@ class QueueChangeList(ChangeList):
         # Arguments may be up to MAX_ARGUMENTS_SIZE per row and the list never shows them.
         return super().get_queryset(request, exclude_parameters).defer("arguments")
 
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        # What show_full_result_count does ("5 results (40 total)"), but without a second
+        # COUNT(*) when the list is unfiltered, and estimated like the list on a big table.
+        if self.queryset.query.where:
+            paginator = self.model_admin.get_paginator(request, self.root_queryset, 1)
+            self.full_result_count = paginator.count
+        else:
+            self.full_result_count = self.result_count
+        self.show_full_result_count = True
+        self.show_admin_actions = bool(self.full_result_count)
+
 
 class QueueModelAdmin(admin.ModelAdmin):
     """What the queue and the failure log share: read-only rows, big-table pagination."""
 
     paginator = EstimatedCountPaginator
-    # A filtered list would otherwise run a second COUNT(*) over the whole table.
+    # QueueChangeList counts the whole table itself, more cheaply.
     show_full_result_count = False
     estimate_above = ESTIMATE_ABOVE
 
@@ -118,6 +134,13 @@ class QueueModelAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return QueueChangeList
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # "Select task to change" would promise an edit page that is read-only.
+        title = capfirst(self.model._meta.verbose_name_plural)
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
 
     def get_paginator(
         self,
@@ -148,7 +171,11 @@ class QueueModelAdmin(admin.ModelAdmin):
         summary = obj.error_summary
         if not summary:
             return ""
-        return format_html('<span title="{}">{}</span>', summary, Truncator(summary).chars(90))
+        return format_html(
+            '<span class="taskqueue-error" title="{}">{}</span>',
+            summary,
+            Truncator(summary).chars(200),
+        )
 
     @admin.display(description=_("arguments"))
     def arguments_json(self, obj: Task | FailedTask) -> str:
@@ -214,7 +241,10 @@ class TaskAdmin(QueueModelAdmin):
             relative = gettext("%(time)s ago") % {"time": timesince(task.start_at, now, depth=1)}
         exact = formats.localize(timezone.localtime(task.start_at))
         return format_html(
-            '<time datetime="{}" title="{}">{}</time>', task.start_at.isoformat(), exact, relative
+            '<time class="taskqueue-time" datetime="{}" title="{}">{}</time>',
+            task.start_at.isoformat(),
+            exact,
+            relative,
         )
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
@@ -237,28 +267,34 @@ class TaskAdmin(QueueModelAdmin):
     def state_counts(self, request: HttpRequest) -> dict[str, Any]:
         """Tasks per state over the whole queue, for the bar above the list.
 
-        One aggregate query, or on a big PostgreSQL table the planner's estimates.
+        One aggregate query. On a big PostgreSQL table, ready and scheduled tasks are
+        the planner's estimates instead; claimed tasks (running, stale) are few and
+        counted exactly through taskqueue_task_locked_idx.
         """
         queryset = self.get_queryset(request).order_by()
         now = timezone.now()
+        conditions = state_conditions(now)
         total = estimated_count(queryset)
         estimated = total is not None and total > self.estimate_above
+        counted = queryset.filter(locked_until__isnull=False) if estimated else queryset
+        exact = [TaskState.RUNNING, TaskState.STALE] if estimated else list(TaskState)
+        counts = {
+            TaskState(state): count
+            for state, count in counted.aggregate(
+                **{state.value: Count("pk", filter=conditions[state]) for state in exact}
+            ).items()
+        }
         if estimated:
-            counts = {state: estimated_count(queryset.in_state(state, now)) for state in TaskState}
+            for state in (TaskState.READY, TaskState.SCHEDULED):
+                counts[state] = estimated_count(queryset.in_state(state, now))
         else:
-            counts = queryset.aggregate(
-                **{
-                    state.value: Count("pk", filter=condition)
-                    for state, condition in state_conditions(now).items()
-                }
-            )
-            counts = {TaskState(state): count for state, count in counts.items()}
             total = sum(counts.values())
         active = request.GET.get(StateFilter.parameter_name)
         states = [
             {
                 "label": _state_badge(state),
                 "count": formats.number_format(counts[state], force_grouping=True),
+                "estimated": state not in exact,
                 "url": "?" + urlencode({StateFilter.parameter_name: state.value}),
                 "active": active == state.value,
             }
@@ -402,7 +438,10 @@ class FailedTaskAdmin(QueueModelAdmin):
 
     @admin.action(description=_("Retry selected %(verbose_name_plural)s"), permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[FailedTask]) -> None:
-        """Put failed tasks back on the queue, in one transaction.
+        self.retry_failures(request, queryset)
+
+    def retry_failures(self, request: HttpRequest, queryset: QuerySet[FailedTask]) -> int:
+        """Put failed tasks back on the queue, in one transaction; return how many.
 
         Each becomes a task with its old id, retry_count 0 and start_at now, and its row
         leaves the failure log. One whose signature is already queued stays in the log,
@@ -472,6 +511,38 @@ class FailedTaskAdmin(QueueModelAdmin):
                 gettext("Nothing was retried: the selected failed tasks are gone."),
                 messages.WARNING,
             )
+        return len(retried)
+
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_retry"
+        view = self.admin_site.admin_view(self.retry_view)
+        return [path("<path:object_id>/retry/", view, name=name), *super().get_urls()]
+
+    def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The Retry button of a failed task's page: on success, go to the queued task."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_retry_permission(request):
+            raise PermissionDenied
+        failure = self.get_object(request, unquote(object_id))
+        if failure is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if self.retry_failures(request, self.get_queryset(request).filter(pk=failure.pk)):
+            return redirect("admin:django_taskqueue_task_change", failure.task_id)
+        return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", failure.pk)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra_context = {
+            "has_retry_permission": self.has_retry_permission(request),
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 def _requeued(failure: FailedTask, now: datetime) -> Task:

@@ -535,3 +535,41 @@ def test_a_view_only_user_sees_no_delete_link(staff_client):
     content = staff_client("view_task").get(task_url(task)).content.decode()
     assert "deletelink" not in content
     assert "closelink" in content
+
+
+# The Retry button on a failed task's page ------------------------------------------------
+
+
+def test_retry_button_puts_the_task_back_and_opens_it(admin_client):
+    failed = FailedTaskFactory()
+    page = admin_client.get(failed_url(failed)).content.decode()
+    assert f'action="{failed_url(failed, "retry")}"' in page
+    assert admin_client.get(failed_url(failed, "retry")).status_code == 405
+    response = admin_client.post(failed_url(failed, "retry"))
+    assert response.url == reverse("admin:django_taskqueue_task_change", args=[failed.task_id])
+    assert messages_of(response) == ["1 failed task is back on the queue."]
+    assert not FailedTask.objects.exists()
+    assert Task.objects.filter(pk=failed.task_id).exists()
+
+
+def test_retry_button_stays_on_the_page_when_skipped(admin_client):
+    TaskFactory(signature="once")
+    failed = FailedTaskFactory(signature="once")
+    response = admin_client.post(failed_url(failed, "retry"))
+    assert response.url == failed_url(failed)
+    assert "same signature" in messages_of(response)[0]
+    assert FailedTask.objects.filter(pk=failed.pk).exists()
+
+
+def test_retry_button_needs_the_retry_permission(staff_client):
+    failed = FailedTaskFactory()
+    client = staff_client("view_failedtask", "delete_failedtask")
+    assert "taskqueue-retry" not in client.get(failed_url(failed)).content.decode()
+    assert client.post(failed_url(failed, "retry")).status_code == 403
+    assert FailedTask.objects.filter(pk=failed.pk).exists()
+
+
+def test_retry_button_for_a_failure_already_gone(admin_client):
+    response = admin_client.post(reverse("admin:django_taskqueue_failedtask_retry", args=[999]))
+    assert response.status_code == 302
+    assert "999" in messages_of(response)[0]
