@@ -47,7 +47,8 @@ logger = logging.getLogger("django_taskqueue")
 # once the queue holds millions of tasks.
 ESTIMATE_ABOVE = 100_000
 
-# Most ids per IN (...) list: SQLite and PostgreSQL cap the parameters of a statement.
+# Most ids per IN (...) list, so retrying thousands of failures stays under every
+# database's limit on the parameters of one statement.
 ID_BATCH = 500
 
 T = TypeVar("T")

@@ -165,7 +165,11 @@ def test_big_tables_are_counted_from_estimates_on_postgresql(admin_client, monke
     response = admin_client.get(TASKS)
     estimated = connection.vendor == "postgresql"
     assert response.context["cl"].paginator.estimated is estimated
-    assert response.context["taskqueue_states"]["estimated"] is estimated
+    states = response.context["taskqueue_states"]
+    assert states["estimated"] is estimated
+    # Ready and scheduled are estimated; the few claimed tasks are always counted.
+    assert [s["estimated"] for s in states["states"]] == [estimated, estimated, False, False]
+    assert [s["count"] for s in states["states"]][2:] == ["0", "0"]
     assert ("estimates from PostgreSQL" in response.content.decode()) is estimated
     if not estimated:
         assert response.context["cl"].result_count == 3
