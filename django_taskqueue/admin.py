@@ -20,7 +20,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
@@ -449,38 +449,29 @@ class FailedTaskAdmin(QueueModelAdmin):
         as does one whose task is queued again already (retried before, or selected
         twice: the newest failure of a task is the one retried).
         """
-        now = timezone.now()
-        using = queryset.db
-        with transaction.atomic(using=using):
-            failures = list(queryset.defer(None).order_by("-failed_at", "-pk").select_for_update())
-            newest: dict[Any, FailedTask] = {}
-            for failure in failures:
-                newest.setdefault(failure.task_id, failure)
-            queued = set()
-            for ids in _batches(list(newest)):
-                queued.update(
-                    Task.objects.using(using).filter(pk__in=ids).values_list("pk", flat=True)
-                )
-            candidates = [f for f in newest.values() if f.task_id not in queued]
-            stored = {
-                task.pk for task in insert_tasks([_requeued(f, now) for f in candidates], using)
-            }
-            retried = [f.pk for f in candidates if f.task_id in stored]
-            for ids in _batches(retried):
-                FailedTask.objects.using(using).filter(pk__in=ids).delete()
-        logger.info("admin: %s put %d failed tasks back on the queue", request.user, len(retried))
+        try:
+            selected, candidates, retried = _retry(queryset, timezone.now())
+        except IntegrityError:
+            # Another retry of the same task committed between our check and insert.
+            self.message_user(
+                request,
+                gettext("Nothing was retried: the same tasks were being retried at the same time."),
+                messages.ERROR,
+            )
+            return 0
+        logger.info("admin: %s put %d failed tasks back on the queue", request.user, retried)
         if retried:
             self.message_user(
                 request,
                 ngettext(
                     "%(count)d failed task is back on the queue.",
                     "%(count)d failed tasks are back on the queue.",
-                    len(retried),
+                    retried,
                 )
-                % {"count": len(retried)},
+                % {"count": retried},
                 messages.SUCCESS,
             )
-        if len(candidates) > len(retried):
+        if candidates > retried:
             self.message_user(
                 request,
                 ngettext(
@@ -488,12 +479,12 @@ class FailedTaskAdmin(QueueModelAdmin):
                     "already queued. It stays in the failure log.",
                     "%(count)d failed tasks were skipped: tasks with the same signatures are "
                     "already queued. They stay in the failure log.",
-                    len(candidates) - len(retried),
+                    candidates - retried,
                 )
-                % {"count": len(candidates) - len(retried)},
+                % {"count": candidates - retried},
                 messages.WARNING,
             )
-        if len(failures) > len(candidates):
+        if selected > candidates:
             self.message_user(
                 request,
                 ngettext(
@@ -501,18 +492,18 @@ class FailedTaskAdmin(QueueModelAdmin):
                     "(retried before, or selected twice). It stays in the failure log.",
                     "%(count)d failed tasks were skipped: the same tasks are already queued "
                     "(retried before, or selected twice). They stay in the failure log.",
-                    len(failures) - len(candidates),
+                    selected - candidates,
                 )
-                % {"count": len(failures) - len(candidates)},
+                % {"count": selected - candidates},
                 messages.WARNING,
             )
-        if not failures:
+        if not selected:
             self.message_user(
                 request,
                 gettext("Nothing was retried: the selected failed tasks are gone."),
                 messages.WARNING,
             )
-        return len(retried)
+        return retried
 
     def get_urls(self) -> list[URLPattern]:
         name = f"{self.opts.app_label}_{self.opts.model_name}_retry"
@@ -544,6 +535,25 @@ class FailedTaskAdmin(QueueModelAdmin):
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _retry(queryset: QuerySet[FailedTask], now: datetime) -> tuple[int, int, int]:
+    """Retry in one transaction; return how many were selected, tried, and stored."""
+    using = queryset.db
+    with transaction.atomic(using=using):
+        failures = list(queryset.defer(None).order_by("-failed_at", "-pk").select_for_update())
+        newest: dict[Any, FailedTask] = {}
+        for failure in failures:
+            newest.setdefault(failure.task_id, failure)
+        queued = set()
+        for ids in _batches(list(newest)):
+            queued.update(Task.objects.using(using).filter(pk__in=ids).values_list("pk", flat=True))
+        candidates = [f for f in newest.values() if f.task_id not in queued]
+        stored = {task.pk for task in insert_tasks([_requeued(f, now) for f in candidates], using)}
+        retried = [f.pk for f in candidates if f.task_id in stored]
+        for ids in _batches(retried):
+            FailedTask.objects.using(using).filter(pk__in=ids).delete()
+    return len(failures), len(candidates), len(retried)
 
 
 def _requeued(failure: FailedTask, now: datetime) -> Task:

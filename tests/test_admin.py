@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -445,6 +445,20 @@ def test_retry_is_one_transaction(admin_client, monkeypatch):
         act(admin_client, FAILED, "retry", failed)
     assert not Task.objects.exists()
     assert FailedTask.objects.count() == 2
+
+
+def test_retry_racing_another_retry_says_so(admin_client, monkeypatch):
+    failed = FailedTaskFactory()
+
+    def conflict(tasks, using):
+        raise IntegrityError("duplicate key value violates unique constraint")
+
+    monkeypatch.setattr(taskqueue_admin, "insert_tasks", conflict)
+    response = act(admin_client, FAILED, "retry", [failed])
+    assert messages_of(response) == [
+        "Nothing was retried: the same tasks were being retried at the same time."
+    ]
+    assert FailedTask.objects.count() == 1
 
 
 def test_retry_of_many_across_pages(admin_client):
