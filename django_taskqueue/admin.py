@@ -214,7 +214,7 @@ class TaskAdmin(QueueModelAdmin):
     list_display = ["name", "state", "priority", "start", "retry_count", "short_error"]
     list_filter = [StateFilter, "name", "priority"]
     search_fields = ["name", "signature", "error", "=id"]
-    # The order of taskqueue_task_locked_idx, so the first page never sorts the table:
+    # The order of taskqueue_task_locked_idx, so the first page never sorts the whole table:
     # stale and running tasks first, then the rest in the order workers claim them.
     ordering = [F("locked_until").asc(nulls_last=True), "priority", "start_at", "pk"]
     actions = ["run_now", "cancel"]
