@@ -1,0 +1,94 @@
+"""The admin end to end in a real headless Chromium (Debian's ``chromium`` package).
+
+Outside CI, the test is skipped when Playwright or Chromium is missing; in CI (``CI`` is
+set) that is a failure, so the test cannot quietly stop running there.
+"""
+
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+
+from django_taskqueue.models import FailedTask, Task
+from tests.factories import FailedTaskFactory
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def missing(what: str) -> None:
+    message = f"{what} is needed for the browser test (see .ci/run)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@contextmanager
+def chromium_page():
+    """A page in headless Chromium.
+
+    Playwright's sync API runs an asyncio loop in this thread while it is open, and
+    Django refuses ORM calls while a loop runs: tests touch the database only before
+    and after this block.
+    """
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("Playwright (pip install playwright)")
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        missing("Chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def test_retry_a_failed_task_and_find_it_in_the_queue(live_server):
+    user = User.objects.create_user("operator", password="retry-them-all", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="django_taskqueue",
+            codename__in=["view_task", "add_task", "view_failedtask", "delete_failedtask"],
+        )
+    )
+    FailedTaskFactory(name="tests.noop")
+    failed = FailedTaskFactory(name="tests.record", arguments={"order": 42})
+
+    with chromium_page() as page:
+        from playwright.sync_api import expect
+
+        page.goto(live_server.url + reverse("admin:login"))
+        page.fill("#id_username", "operator")
+        page.fill("#id_password", "retry-them-all")
+        page.click("input[type=submit]")
+        expect(page.locator("#user-tools")).to_contain_text("operator")
+
+        page.get_by_role("link", name="Failed tasks").first.click()
+        expect(page.locator("#result_list tbody tr")).to_have_count(2)
+        page.locator(f"input.action-select[value='{failed.pk}']").check()
+        page.select_option("select[name=action]", "retry")
+        page.click("button[name=index]")
+        expect(page.locator("ul.messagelist")).to_have_text("1 failed task is back on the queue.")
+        expect(page.locator("#result_list tbody tr")).to_have_count(1)
+
+        page.locator("#nav-sidebar").get_by_role("link", name="Tasks", exact=True).click()
+        row = page.locator("#result_list tbody tr", has_text="tests.record")
+        expect(row).to_have_count(1)
+        expect(row.locator(".taskqueue-state")).to_have_text("Ready")
+        row.get_by_role("link", name="tests.record").click()
+        expect(page.locator("#content")).to_contain_text(str(failed.task_id))
+        expect(page.locator(".taskqueue-pre").first).to_contain_text('"order": 42')
+
+    task = Task.objects.get()
+    assert (task.pk, task.retry_count) == (failed.task_id, 0)
+    assert list(FailedTask.objects.values_list("name", flat=True)) == ["tests.noop"]
