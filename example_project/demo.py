@@ -54,7 +54,10 @@ _print_lock = threading.Lock()
 
 def say(text: str, prefix: str = "demo") -> None:
     with _print_lock:
-        print(f"{prefix:>6} | {text}", flush=True)
+        try:
+            print(f"{prefix:>6} | {text}", flush=True)
+        except OSError:
+            pass  # the terminal or pipe is gone; stopping the children matters more
 
 
 class DemoError(Exception):
@@ -106,6 +109,8 @@ def manage(python: Path, env: dict[str, str], *args: str) -> None:
 
 def port_is_free(port: int) -> bool:
     with socket.socket() as sock:
+        # As runserver does: a port with connections in TIME_WAIT is free to listen on.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -148,7 +153,8 @@ class Child:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             bufsize=1,
             start_new_session=True,
         )
@@ -400,12 +406,11 @@ def banner(demo: Demo, database: str) -> None:
     url = demo.base_url
     lines = [
         "",
-        "The demo is running.",
-        f"  {url}/                          upload images, watch the queue work",
-        f"  {url}/admin/                    user {USERNAME}, password {PASSWORD}",
-        f"  {url}/admin/django_taskqueue/failedtask/",
-        "                                   failed tasks, to retry",
-        f"  database: {database}",
+        "The demo is running:",
+        f"  the demo       {url}/",
+        f"  the admin      {url}/admin/  (user {USERNAME}, password {PASSWORD})",
+        f"  failed tasks   {url}/admin/django_taskqueue/failedtask/",
+        f"  database       {database}",
         "Press Ctrl-C to stop the web server and the worker.",
         "",
     ]
