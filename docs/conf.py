@@ -17,7 +17,7 @@ from django_taskqueue import __version__  # noqa: E402
 
 project = "django-taskqueue"
 author = "django-taskqueue contributors"
-copyright = "django-taskqueue contributors"  # noqa: A001
+copyright = "django-taskqueue contributors"
 release = __version__
 version = ".".join(release.split(".")[:2])
 

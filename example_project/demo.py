@@ -21,6 +21,7 @@ Standard library only, so any Python 3.11+ runs it, on Linux or macOS.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import http.cookiejar
 import json
@@ -53,11 +54,9 @@ _print_lock = threading.Lock()
 
 
 def say(text: str, prefix: str = "demo") -> None:
-    with _print_lock:
-        try:
-            print(f"{prefix:>6} | {text}", flush=True)
-        except OSError:
-            pass  # the terminal or pipe is gone; stopping the children matters more
+    # If the terminal or pipe is gone, stopping the children still matters.
+    with _print_lock, contextlib.suppress(OSError):
+        print(f"{prefix:>6} | {text}", flush=True)
 
 
 class DemoError(Exception):
