@@ -70,13 +70,26 @@ def venv_python(path: Path) -> Path:
     return path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def ensure_venv(path: Path) -> Path:
+# The database driver DATABASE_URL needs, by its scheme; SQLite needs none.
+DRIVERS = {
+    "postgres": "psycopg[binary]>=3.2",
+    "postgresql": "psycopg[binary]>=3.2",
+    "pgsql": "psycopg[binary]>=3.2",
+    "mysql": "mysqlclient>=2.2.1",
+    "mariadb": "mysqlclient>=2.2.1",
+}
+
+
+def ensure_venv(path: Path, database_url: str) -> Path:
     """A virtual environment with this checkout and the example's packages installed."""
     import tomllib
 
     pyproject = REPO / "pyproject.toml"
     requirements = tomllib.loads(pyproject.read_text())["dependency-groups"]["example"]
-    fingerprint = hashlib.sha256(pyproject.read_bytes()).hexdigest()
+    scheme = database_url.partition("://")[0].partition("+")[0].lower()
+    if scheme in DRIVERS:
+        requirements = [*requirements, DRIVERS[scheme]]
+    fingerprint = hashlib.sha256(pyproject.read_bytes() + repr(requirements).encode()).hexdigest()
     python = venv_python(path)
     stamp = path / ".example-installed"
     if python.exists() and stamp.exists() and stamp.read_text() == fingerprint:
@@ -432,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke",
         action="store_true",
         help="Upload an image over HTTP, wait for its thumbnails, stop; exit 0 if all went "
-        "well. Uses a temporary database and media folder.",
+        "well. Uses a temporary media folder, and a temporary SQLite database unless "
+        "DATABASE_URL is set.",
     )
     options = parser.parse_args(argv)
     if sys.version_info < (3, 11):  # noqa: UP036 - whatever python3 is runs this file
@@ -443,14 +457,15 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "demo_site.settings"}
     env.pop("PYTHONPATH", None)
     if scratch:
-        env["DATABASE_URL"] = f"sqlite:///{scratch}/db.sqlite3"
+        # A DATABASE_URL given for a smoke run is used as is: point it at a scratch database.
+        env.setdefault("DATABASE_URL", f"sqlite:///{scratch}/db.sqlite3")
         env["MEDIA_ROOT"] = f"{scratch}/media"
     database = env.get("DATABASE_URL") or f"SQLite, {HERE / 'db.sqlite3'}"
 
     demo: Demo | None = None
     code = 1
     try:
-        python = ensure_venv(options.venv.resolve())
+        python = ensure_venv(options.venv.resolve(), env.get("DATABASE_URL", ""))
         port = free_port() if options.smoke else choose_port(options.port)
         say("migrating the database")
         manage(python, env, "migrate", "--noinput", "--verbosity", "0")
