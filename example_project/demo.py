@@ -394,6 +394,13 @@ def smoke(demo: Demo) -> None:
         lambda: (u := upload_state(browser, "broken.png")) and u["state"] == "failed" and u,
     )
     say(f"smoke: broken.png failed for good: {broken['detail']}")
+    browser.post(f"/uploads/{broken['id']}/fix/", {}, {})
+    browser.post(f"/uploads/{broken['id']}/again/", {}, {})
+    wait_for(
+        "the fixed upload to get its thumbnails",
+        lambda: (u := upload_state(browser, f"fixed-{broken['id']}.png")) and u["state"] == "done",
+    )
+    say(f"smoke: its file fixed and enqueued again, upload #{broken['id']} is done")
 
     say("smoke: starting the colour backfill (two uploads per step, then Requeue)")
     browser.post("/colours/", {}, {})

@@ -181,6 +181,21 @@ def resize_again(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+def fix_file(request: HttpRequest, pk: int) -> HttpResponse:
+    """Put a picture in place of a broken file, so that retrying its failed task works."""
+    upload = get_object_or_404(Upload, pk=pk)
+    upload.file.delete(save=False)
+    upload.original_name = f"fixed-{pk}.png"
+    upload.file.save(upload.original_name, ContentFile(samples.landscape(time.time_ns())))
+    messages.success(
+        request,
+        f"Upload #{pk} holds a picture now. Retry its failed task in the admin "
+        "(or press Make thumbnails again) and watch it succeed.",
+    )
+    return redirect("gallery:index")
+
+
+@require_POST
 def backfill_colours(request: HttpRequest) -> HttpResponse:
     task = enqueue("colours", {"after": 0, "step": 2, "pause": 1}, signature="colours")
     if task is None:
