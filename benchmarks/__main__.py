@@ -24,22 +24,17 @@ DEFAULT_URLS = {
 }
 
 
-def create_database(name: str, url: str) -> None:
+def create_database(name: str) -> None:
+    """A fresh, dedicated database for each run."""
     if name == "postgres":
-        subprocess.run(
-            [
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-qc",
-                "CREATE DATABASE taskqueue_bench",
-            ],
-            capture_output=True,
-        )
+        for sql in (
+            "DROP DATABASE IF EXISTS taskqueue_bench WITH (FORCE)",
+            "CREATE DATABASE taskqueue_bench",
+        ):
+            subprocess.run(
+                ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", sql],
+                check=True,
+            )
     elif name == "mysql":
         subprocess.run(
             [
@@ -48,7 +43,8 @@ def create_database(name: str, url: str) -> None:
                 "127.0.0.1",
                 "-uroot",
                 "-e",
-                "CREATE DATABASE IF NOT EXISTS taskqueue_bench CHARACTER SET utf8mb4",
+                "DROP DATABASE IF EXISTS taskqueue_bench; "
+                "CREATE DATABASE taskqueue_bench CHARACTER SET utf8mb4",
             ],
             check=True,
         )
@@ -143,7 +139,8 @@ def main() -> int:
                 if name == "sqlite"
                 else os.environ.get(f"BENCH_{name.upper()}_URL", DEFAULT_URLS[name])
             )
-            create_database(name, url)
+            if f"BENCH_{name.upper()}_URL" not in os.environ:
+                create_database(name)
             result = measure(name, url, options.short)
             print(f"\n{name} ({'short' if options.short else 'full'} run)")
             header = ("metric", "django_taskqueue", "raw", "ratio", "target")

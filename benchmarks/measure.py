@@ -78,45 +78,59 @@ def drain(count: int, *args: str) -> dict[str, float]:
 
 
 def pickup(count: int, interval: float) -> tuple[float, float]:
-    from benchmarks.raw import _percentiles
     from django_taskqueue import enqueue
+    from django_taskqueue.models import Task
+
+    from benchmarks.raw import _percentiles
+
+    def wait_until_done(ids: set, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while Task.objects.filter(pk__in=ids).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            time.sleep(0.05)
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         proc = _worker(directory)
         try:
             warm = enqueue("bench.latency", {"t": time.time()})
-            deadline = time.monotonic() + 60
-            while not any(r[0] == warm.pk.hex for r in _records(directory)):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the worker never started")
-                time.sleep(0.05)
+            wait_until_done({warm.pk}, "the worker to start")
             time.sleep(0.5)
-            expected = set()
+            tasks = []
             for _ in range(count):
-                expected.add(enqueue("bench.latency", {"t": time.time()}).pk.hex)
+                tasks.append(enqueue("bench.latency", {"t": time.time()}))
                 time.sleep(interval)
-            deadline = time.monotonic() + 60
-            while len(_records(directory)) < count + 1 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until_done({t.pk for t in tasks}, "the tasks to run")
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
         records = [r for r in _records(directory) if r[0] != warm.pk.hex]
-    _check_exactly_once([r[0] for r in records], expected, "pickup")
+    _check_exactly_once([r[0] for r in records], {t.pk.hex for t in tasks}, "pickup")
     return _percentiles([float(r[1]) for r in records])
 
 
-def enqueue_single(count: int) -> float:
+def enqueue_single(count: int, rounds: int = 10) -> tuple[float, float]:
+    """Rows per second of enqueue() and of the raw insert, measured in alternate rounds
+    so that both see the same machine and the same table sizes."""
     from django_taskqueue import enqueue
     from django_taskqueue.models import Task
 
-    started = time.perf_counter()
-    for _ in range(count):
-        enqueue("bench.noop")
-    rate = count / (time.perf_counter() - started)
+    from benchmarks.raw import Inserter
+
+    inserter = Inserter()
+    ours = theirs = 0.0
+    per_round = max(1, count // rounds)
+    for _ in range(rounds):
+        theirs += inserter.run(per_round)
+        started = time.perf_counter()
+        for _ in range(per_round):
+            enqueue("bench.noop")
+        ours += time.perf_counter() - started
+    inserter.close()
     Task.objects.all().delete()
-    return rate
+    total = per_round * rounds
+    return total / ours, total / theirs
 
 
 def enqueue_bulk(count: int) -> float:
@@ -153,7 +167,7 @@ def main() -> None:
 
     raw.create_table()
     try:
-        result["raw_insert"] = raw.insert_one_per_transaction(n_enqueue)
+        result["enqueue"], result["raw_insert"] = enqueue_single(n_enqueue)
         result["raw_bulk"] = raw.insert_multi_row(n_bulk)
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {raw.TABLE}")
@@ -166,7 +180,6 @@ def main() -> None:
     finally:
         raw.drop_table()
 
-    result["enqueue"] = enqueue_single(n_enqueue)
     result["enqueue_many"] = enqueue_bulk(n_bulk)
     result["drain_default"] = drain(n_drain)
     result["drain_1_thread"] = drain(n_drain // 4, "--workers", "1")

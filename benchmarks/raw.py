@@ -93,18 +93,24 @@ def _values(count: int) -> str:
     return ", ".join(["(" + ", ".join(["%s"] * 13) + ")"] * count)
 
 
-def insert_one_per_transaction(count: int) -> float:
-    """Rows per second, one INSERT (and commit) per row."""
-    conn = new_connection()
-    cur = conn.cursor()
-    sql = _q(f"INSERT INTO {TABLE} ({COLUMNS}) VALUES {_values(1)}")
-    rows = [_row() for _ in range(count)]
-    started = time.perf_counter()
-    for row in rows:
-        cur.execute(sql, row)
-    elapsed = time.perf_counter() - started
-    conn.close()
-    return count / elapsed
+class Inserter:
+    """One INSERT (and commit) per row, on a connection of its own."""
+
+    def __init__(self) -> None:
+        self.conn = new_connection()
+        self.cursor = self.conn.cursor()
+        self.sql = _q(f"INSERT INTO {TABLE} ({COLUMNS}) VALUES {_values(1)}")
+
+    def run(self, count: int) -> float:
+        """Seconds taken to insert ``count`` rows."""
+        rows = [_row() for _ in range(count)]
+        started = time.perf_counter()
+        for row in rows:
+            self.cursor.execute(self.sql, row)
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def insert_multi_row(count: int, batch: int = 1000) -> float:

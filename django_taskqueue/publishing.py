@@ -36,7 +36,7 @@ def _models() -> Any:
             '"django_taskqueue" to INSTALLED_APPS and enqueue tasks from views, commands '
             "or tasks, not at import time (call django.setup() first in scripts)."
         )
-    if not apps.is_installed("django_taskqueue"):
+    if "django_taskqueue" not in apps.app_configs:
         raise NotReady('add "django_taskqueue" to INSTALLED_APPS, then run migrate')
     from . import models
 
@@ -249,13 +249,28 @@ def insert_tasks(tasks: list[Task], using: str) -> list[Task]:
     several = len(unique) > batch_size
     block = transaction.atomic(using=using, savepoint=False) if several else nullcontext()
     with transaction.mark_for_rollback_on_error(using), block:
-        for start in range(0, len(unique), batch_size):
-            query = InsertQuery(models.Task, on_conflict=on_conflict)
-            query.insert_values(fields, unique[start : start + batch_size])
+        if len(unique) == 1:
+            # The common case, enqueue(): the SQL is the same every time, only the
+            # values change, so compile it once per connection.
+            sql = _single_insert_sql(using, on_conflict)
+            task = unique[0]
+            params = [
+                f.get_db_prep_save(getattr(task, f.attname), connection)
+                if convert
+                else getattr(task, f.attname)
+                for f, convert in _insert_fields()
+            ]
             with connection.cursor() as cursor:
-                for sql, params in query.get_compiler(using=using).as_sql():
-                    cursor.execute(sql, params)
-                    inserted += cursor.rowcount
+                cursor.execute(sql, params)
+                inserted = cursor.rowcount
+        else:
+            for start in range(0, len(unique), batch_size):
+                query = InsertQuery(models.Task, on_conflict=on_conflict)
+                query.insert_values(fields, unique[start : start + batch_size])
+                with connection.cursor() as cursor:
+                    for sql, params in query.get_compiler(using=using).as_sql():
+                        cursor.execute(sql, params)
+                        inserted += cursor.rowcount
         if inserted < len(unique):
             # Only signed tasks can have been dropped; find which survived.
             signed = [t.pk for t in unique if t.signature is not None]
@@ -267,6 +282,38 @@ def insert_tasks(tasks: list[Task], using: str) -> list[Task]:
         task._state.adding = False
         task._state.db = using
     return unique
+
+
+_insert_sql: dict[tuple[str, str, Any], str] = {}
+
+
+@lru_cache(maxsize=1)
+def _insert_fields() -> list[tuple[Any, bool]]:
+    """The queue table's fields, and whether a value needs the database's conversion.
+
+    Strings and integers were validated and go to every driver as they are; UUIDs,
+    datetimes and JSON need the backend's adaptation.
+    """
+    from django.db import models as fields
+
+    plain = (fields.CharField, fields.TextField, fields.IntegerField)
+    return [(f, not isinstance(f, plain)) for f in _models().Task._meta.concrete_fields]
+
+
+def _single_insert_sql(using: str, on_conflict: Any) -> str:
+    """The compiled one-row INSERT for the queue table on ``using``."""
+    from django.db.models.sql.subqueries import InsertQuery
+
+    connection = connections[using]
+    key = (using, connection.settings_dict["ENGINE"], on_conflict)
+    sql = _insert_sql.get(key)
+    if sql is None:
+        models = _models()
+        query = InsertQuery(models.Task, on_conflict=on_conflict)
+        query.insert_values(models.Task._meta.concrete_fields, [models.Task(name="x")])
+        [(sql, _)] = query.get_compiler(using=using).as_sql()
+        _insert_sql[key] = sql
+    return sql
 
 
 def _send_enqueued(tasks: list[Task]) -> None:

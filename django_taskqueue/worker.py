@@ -19,10 +19,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError
+from django.db import DatabaseError, InterfaceError, transaction
 from django.utils import timezone
 
 from .conf import conf
@@ -246,19 +247,18 @@ class Worker:
         while not self._stopping.is_set():
             now = time.monotonic()
             try:
-                self._flush()
                 if now >= next_heartbeat:
                     self._heartbeat()
                     next_heartbeat = now + self.heartbeat_interval
                 if now >= next_recover:
                     self._recover()
                     next_recover = now + self.recover_interval
-                if self._finished():
-                    return
                 if self.poll_storage and now >= next_poll:
                     self._maybe_more = True
                     next_poll = now + self.poll_interval
-                claimed_full = self._claim_if_room()
+                claimed_full = self._cycle()
+                if self._finished():
+                    return
                 failures = 0
             except (DatabaseError, InterfaceError) as exc:
                 failures += 1
@@ -292,27 +292,55 @@ class Worker:
             room = min(room, self.max_tasks - self.claimed)
         return room
 
-    def _claim_if_room(self) -> bool:
-        """Claim if there is room and reason to; True if the batch came back full."""
+    def _claim_size(self) -> int:
+        """How many tasks to claim now: 0 without room or reason to."""
         room = self._room()
         if room <= 0 or not self._maybe_more:
-            return False
+            return 0
         # Top up in batches, not one task at a time, unless the buffer ran dry.
         if self._ready.qsize() and room < max(1, self.buffer_size // 2):
+            return 0
+        return room
+
+    def _cycle(self) -> bool:
+        """Acknowledge finished runs and claim more, in one transaction.
+
+        One commit instead of two per batch. Nothing changes in memory until it
+        committed: on a database error the finished runs are kept for the next try.
+        Returns True when the claim came back full (the queue may hold more).
+        """
+        with self._lock:
+            batch, self._done = self._done, []
+        size = self._claim_size()
+        if not batch and not size:
             return False
-        self._maybe_more = False
-        tasks = self.storage.claim(room, self.clock())
+        block = transaction.atomic(using=self.using) if batch and size else nullcontext()
+        try:
+            with block:
+                report = self.storage.finish(batch, self.clock()) if batch else None
+                if size:
+                    self._maybe_more = False
+                    tasks = self.storage.claim(size, self.clock())
+        except BaseException:
+            with self._lock:
+                self._done[:0] = batch
+            raise
+        if report is not None:
+            self._acknowledged(batch, report)
+        if not size:
+            return False
         for task in tasks:
             self._held[task.pk] = task
             self._ready.put((task.priority, task.start_at.timestamp(), next(self._seq), task))
         self.claimed += len(tasks)
         if tasks:
             logger.debug("worker %s claimed %d task(s)", self.lock_id, len(tasks))
-        full = len(tasks) == room
+        full = len(tasks) == size
         self._maybe_more = full
         return full and self._room() > 0
 
     def _flush(self) -> None:
+        """Acknowledge finished runs (without claiming: used while stopping)."""
         with self._lock:
             batch, self._done = self._done, []
         if not batch:
@@ -323,6 +351,9 @@ class Worker:
             with self._lock:
                 self._done[:0] = batch
             raise
+        self._acknowledged(batch, report)
+
+    def _acknowledged(self, batch: list[tuple[Task, Result]], report: FinishReport) -> None:
         for task, _ in batch:
             self._held.pop(task.pk, None)
         self.processed += len(batch)

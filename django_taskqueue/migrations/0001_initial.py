@@ -4,20 +4,19 @@ import django.utils.timezone
 import django_taskqueue.models
 from django.db import migrations, models
 
-# PostgreSQL only: every INSERT into the queue sends NOTIFY on commit, carrying the
-# distinct queue names inserted, so idle workers wake at once. Statement-level, so a
-# bulk insert notifies once.
+# PostgreSQL only: every INSERT into the queue sends NOTIFY on commit with the task's
+# queue name, so idle workers wake at once. PostgreSQL folds identical notifications of
+# one transaction into one, so a bulk insert wakes each worker once.
 NOTIFY_SQL = """
 CREATE FUNCTION django_taskqueue_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('django_taskqueue', (SELECT string_agg(DISTINCT queue, ',') FROM inserted));
+    PERFORM pg_notify('django_taskqueue', NEW.queue);
     RETURN NULL;
 END
 $$;
 CREATE TRIGGER django_taskqueue_task_notify
     AFTER INSERT ON django_taskqueue_task
-    REFERENCING NEW TABLE AS inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION django_taskqueue_notify();
+    FOR EACH ROW EXECUTE FUNCTION django_taskqueue_notify();
 """
 
 DROP_NOTIFY_SQL = """
