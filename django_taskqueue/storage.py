@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connections, transaction
 from django.db.models import F
@@ -30,6 +31,11 @@ class FinishReport:
     requeued: int = 0
     failed: list[tuple[Task, str]] = field(default_factory=list)
     lost: int = 0  # runs whose claim was gone: another worker owns the task now
+
+
+def _returned_fields() -> list[Any]:
+    """Every column but the claim's own, which the claimer already knows."""
+    return [f for f in Task._meta.concrete_fields if f.name not in ("lock_id", "locked_until")]
 
 
 class QueueStorage:
@@ -78,10 +84,10 @@ class QueueStorage:
         """One statement: UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING."""
         qn = self.connection.ops.quote_name
         table = qn(Task._meta.db_table)
-        columns = ", ".join(qn(f.column) for f in Task._meta.concrete_fields)
+        locked_until = now + self.lock_timeout
         params: list[object] = [
             self._prep("lock_id", self.lock_id),
-            self._prep("locked_until", now + self.lock_timeout),
+            self._prep("locked_until", locked_until),
             self._prep("start_at", now),
         ]
         where = f"{qn('locked_until')} IS NULL AND {qn('start_at')} <= %s"
@@ -90,13 +96,48 @@ class QueueStorage:
             params.extend(self.queues)
         params.append(limit)
         skip_locked = " FOR UPDATE SKIP LOCKED" if self.connection.vendor == "postgresql" else ""
+        fields = _returned_fields()
         sql = (
             f"UPDATE {table} SET {qn('lock_id')} = %s, {qn('locked_until')} = %s "
             f"WHERE {qn('id')} IN (SELECT {qn('id')} FROM {table} WHERE {where} "
             f"ORDER BY {qn('priority')}, {qn('start_at')} LIMIT %s{skip_locked}) "
-            f"RETURNING {columns}"
+            f"RETURNING {', '.join(qn(f.column) for f in fields)}"
         )
-        return list(self._tasks().raw(sql, params))
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return self._tasks_from_rows(fields, rows, locked_until)
+
+    def _tasks_from_rows(
+        self, fields: list[Any], rows: list[tuple[Any, ...]], locked_until: datetime
+    ) -> list[Task]:
+        """Task instances from raw rows, converting values the way the ORM would.
+
+        Cheaper than a RawQuerySet: the converters are looked up once per batch, and
+        the claim columns are known (this worker, ``locked_until``) so not read back.
+        """
+        connection = self.connection
+        converters = []
+        for index, model_field in enumerate(fields):
+            col = model_field.get_col(Task._meta.db_table)
+            functions = connection.ops.get_db_converters(col)
+            functions += model_field.get_db_converters(connection)
+            if functions:
+                converters.append((index, functions, col))
+        names = [f.attname for f in fields]
+        tasks = []
+        for row in rows:
+            values = list(row)
+            for index, functions, col in converters:
+                value = values[index]
+                for function in functions:
+                    value = function(value, col, connection)
+                values[index] = value
+            task = Task.from_db(self.using, names, values)
+            task.lock_id = self.lock_id
+            task.locked_until = locked_until
+            tasks.append(task)
+        return tasks
 
     def _ready(self, now: datetime):  # type: ignore[no-untyped-def]
         tasks = self._tasks().ready(now)
@@ -107,7 +148,7 @@ class QueueStorage:
     def _claim_skip_locked(self, limit: int, now: datetime) -> list[Task]:
         """MySQL/MariaDB: lock the rows with SKIP LOCKED, mark them, commit."""
         locked_until = now + self.lock_timeout
-        with transaction.atomic(using=self.using):
+        with transaction.atomic(using=self.using, savepoint=False):
             tasks = list(self._ready(now).select_for_update(skip_locked=True)[:limit])
             if tasks:
                 self._tasks().filter(pk__in=[t.pk for t in tasks]).update(
@@ -176,9 +217,9 @@ class QueueStorage:
             else:
                 done.append(task.pk)
         mine = self._tasks().filter(lock_id=self.lock_id)
-        with transaction.atomic(using=self.using):
+        with transaction.atomic(using=self.using, savepoint=False):
             if done:
-                report.deleted = mine.filter(pk__in=done).delete()[0]
+                report.deleted = self._delete_mine(done)
                 report.lost += len(done) - report.deleted
             for task, result in retries:
                 if mine.filter(pk=task.pk).update(**retry_values(task, result, now)):
@@ -202,6 +243,18 @@ class QueueStorage:
             FailedTask.objects.using(self.using).bulk_create(failed)
         return report
 
+    def _delete_mine(self, ids: list[uuid.UUID]) -> int:
+        """DELETE the finished tasks this worker still holds; one statement, no ORM."""
+        qn = self.connection.ops.quote_name
+        sql = (
+            f"DELETE FROM {qn(Task._meta.db_table)} WHERE {qn('lock_id')} = %s "
+            f"AND {qn('id')} IN ({', '.join(['%s'] * len(ids))})"
+        )
+        params = [self._prep("lock_id", self.lock_id)] + [self._prep("id", i) for i in ids]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
     # Recovering -------------------------------------------------------------------
 
     def recover_stale(self, now: datetime) -> FinishReport:
@@ -224,7 +277,7 @@ class QueueStorage:
         )
         if taken:
             tasks = list(self._tasks().filter(lock_id=recovery))
-            with transaction.atomic(using=self.using):
+            with transaction.atomic(using=self.using, savepoint=False):
                 failed = []
                 for task in tasks:
                     if self._tasks().filter(pk=task.pk, lock_id=recovery).delete()[0]:
