@@ -33,6 +33,14 @@ class FinishReport:
     lost: int = 0  # runs whose claim was gone: another worker owns the task now
 
 
+def _psycopg3() -> bool:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _returned_fields() -> list[Any]:
     """Every column but the claim's own, which the claimer already knows."""
     return [f for f in Task._meta.concrete_fields if f.name not in ("lock_id", "locked_until")]
@@ -103,9 +111,7 @@ class QueueStorage:
             f"ORDER BY {qn('priority')}, {qn('start_at')} LIMIT %s{skip_locked}) "
             f"RETURNING {', '.join(qn(f.column) for f in fields)}"
         )
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
+        rows = self._execute(sql, params, fetch=True)
         return self._tasks_from_rows(fields, rows, locked_until)
 
     def _tasks_from_rows(
@@ -246,14 +252,36 @@ class QueueStorage:
     def _delete_mine(self, ids: list[uuid.UUID]) -> int:
         """DELETE the finished tasks this worker still holds; one statement, no ORM."""
         qn = self.connection.ops.quote_name
+        if self.connection.vendor == "postgresql":
+            # One array parameter: the same statement for any batch, so it is prepared.
+            match, params = "= ANY(%s)", [self.lock_id, list(ids)]
+        else:
+            match = f"IN ({', '.join(['%s'] * len(ids))})"
+            params = [self._prep("lock_id", self.lock_id)] + [self._prep("id", i) for i in ids]
         sql = (
             f"DELETE FROM {qn(Task._meta.db_table)} WHERE {qn('lock_id')} = %s "
-            f"AND {qn('id')} IN ({', '.join(['%s'] * len(ids))})"
+            f"AND {qn('id')} {match}"
         )
-        params = [self._prep("lock_id", self.lock_id)] + [self._prep("id", i) for i in ids]
-        with self.connection.cursor() as cursor:
+        return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: list[Any], fetch: bool = False) -> Any:
+        """Run one of the hot statements: the rowcount, or the rows with ``fetch``.
+
+        On PostgreSQL with psycopg 3 they go through a server-side-binding cursor, so
+        psycopg prepares them after a few runs and the server skips parsing and
+        planning; elsewhere through Django's cursor.
+        """
+        connection = self.connection
+        if connection.vendor == "postgresql" and _psycopg3():
+            import psycopg
+
+            connection.ensure_connection()
+            with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(sql, params, prepare=True)
+                return cursor.fetchall() if fetch else cursor.rowcount
+        with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.rowcount
+            return cursor.fetchall() if fetch else cursor.rowcount
 
     # Recovering -------------------------------------------------------------------
 

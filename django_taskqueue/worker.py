@@ -270,7 +270,7 @@ class Worker:
                 self._outage()
                 self._stopping.wait(delay)
                 continue
-            if claimed_full:
+            if claimed_full or self._claim_size():
                 continue
             deadlines = [next_heartbeat, next_recover]
             if self.poll_storage:
