@@ -109,10 +109,9 @@ def drain(count: int, *args: str) -> dict[str, float]:
 
 
 def pickup(count: int, interval: float) -> tuple[float, float]:
+    from benchmarks.raw import _percentiles
     from django_taskqueue import enqueue
     from django_taskqueue.models import Task
-
-    from benchmarks.raw import _percentiles
 
     def wait_until_done(ids: set, what: str) -> None:
         deadline = time.monotonic() + 60
@@ -144,10 +143,9 @@ def pickup(count: int, interval: float) -> tuple[float, float]:
 def enqueue_single(count: int, rounds: int = 10) -> tuple[float, float]:
     """Rows per second of enqueue() and of the raw insert, measured in alternate rounds
     so that both see the same machine and the same table sizes."""
+    from benchmarks.raw import Inserter
     from django_taskqueue import enqueue
     from django_taskqueue.models import Task
-
-    from benchmarks.raw import Inserter
 
     inserter = Inserter()
     ours = theirs = 0.0

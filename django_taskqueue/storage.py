@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from django.db.models import F
 from .lifecycle import final_error, requeued_copy, retry_values
 from .models import FailedTask, Task, uuid7
 from .publishing import insert_tasks
-from .results import Error, Requeue, Result
+from .results import Error, Requeue, Result, Success
 
 
 @dataclass
@@ -88,8 +89,10 @@ class QueueStorage:
     def _prep(self, field_name: str, value: object) -> object:
         return Task._meta.get_field(field_name).get_db_prep_value(value, self.connection)
 
-    def _claim_returning(self, limit: int, now: datetime) -> list[Task]:
-        """One statement: UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING."""
+    def _claim_statement(
+        self, limit: int, now: datetime
+    ) -> tuple[str, list[object], list[Any], datetime]:
+        """UPDATE ... WHERE id IN (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED]) RETURNING."""
         qn = self.connection.ops.quote_name
         table = qn(Task._meta.db_table)
         locked_until = now + self.lock_timeout
@@ -111,8 +114,53 @@ class QueueStorage:
             f"ORDER BY {qn('priority')}, {qn('start_at')} LIMIT %s{skip_locked}) "
             f"RETURNING {', '.join(qn(f.column) for f in fields)}"
         )
+        return sql, params, fields, locked_until
+
+    def _claim_returning(self, limit: int, now: datetime) -> list[Task]:
+        sql, params, fields, locked_until = self._claim_statement(limit, now)
         rows = self._execute(sql, params, fetch=True)
         return self._tasks_from_rows(fields, rows, locked_until)
+
+    def acknowledge_and_claim(
+        self, outcomes: Sequence[tuple[Task, Result]], limit: int, now: datetime
+    ) -> tuple[FinishReport | None, list[Task]]:
+        """Apply finished runs and claim up to ``limit`` more, with one commit.
+
+        On PostgreSQL, when every run succeeded (the common case), both are one
+        statement: a DELETE and the claiming UPDATE in data-modifying CTEs, so the
+        whole cycle is one round trip. Otherwise one transaction does both.
+        """
+        simple = all(type(result) is Success for _, result in outcomes)
+        if outcomes and limit > 0 and simple and self.connection.vendor == "postgresql":
+            return self._acknowledge_and_claim_pg(outcomes, limit, now)
+        report = None
+        block = transaction.atomic(using=self.using) if outcomes and limit > 0 else nullcontext()
+        with block:
+            if outcomes:
+                report = self.finish(outcomes, now)
+            tasks = self.claim(limit, now)
+        return report, tasks
+
+    def _acknowledge_and_claim_pg(
+        self, outcomes: Sequence[tuple[Task, Result]], limit: int, now: datetime
+    ) -> tuple[FinishReport, list[Task]]:
+        qn = self.connection.ops.quote_name
+        table = qn(Task._meta.db_table)
+        claim_sql, claim_params, fields, locked_until = self._claim_statement(limit, now)
+        sql = (
+            f"WITH done AS (DELETE FROM {table} WHERE {qn('lock_id')} = %s "
+            f"AND {qn('id')} = ANY(%s) RETURNING 1), claimed AS ({claim_sql}) "
+            "SELECT (SELECT count(*) FROM done), claimed.* "
+            "FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
+        )
+        ids = [task.pk for task, _ in outcomes]
+        rows = self._execute(sql, [self.lock_id, ids, *claim_params], fetch=True)
+        deleted = rows[0][0]
+        claimed = [row[1:] for row in rows if row[1] is not None]
+        report = FinishReport(deleted=deleted, lost=len(ids) - deleted)
+        tasks = self._tasks_from_rows(fields, claimed, locked_until)
+        tasks.sort(key=lambda t: (t.priority, t.start_at))
+        return report, tasks
 
     def _tasks_from_rows(
         self, fields: list[Any], rows: list[tuple[Any, ...]], locked_until: datetime

@@ -19,11 +19,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, transaction
+from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
 from .conf import conf
@@ -303,10 +302,9 @@ class Worker:
         return room
 
     def _cycle(self) -> bool:
-        """Acknowledge finished runs and claim more, in one transaction.
+        """Acknowledge finished runs and claim more, with one commit.
 
-        One commit instead of two per batch. Nothing changes in memory until it
-        committed: on a database error the finished runs are kept for the next try.
+        Nothing changes in memory until it committed: on a database error the finished runs are kept for the next try.
         Returns True when the claim came back full (the queue may hold more).
         """
         with self._lock:
@@ -314,13 +312,8 @@ class Worker:
         size = self._claim_size()
         if not batch and not size:
             return False
-        block = transaction.atomic(using=self.using) if batch and size else nullcontext()
         try:
-            with block:
-                report = self.storage.finish(batch, self.clock()) if batch else None
-                if size:
-                    self._maybe_more = False
-                    tasks = self.storage.claim(size, self.clock())
+            report, tasks = self.storage.acknowledge_and_claim(batch, size, self.clock())
         except BaseException:
             with self._lock:
                 self._done[:0] = batch
