@@ -304,8 +304,9 @@ class Worker:
     def _cycle(self) -> bool:
         """Acknowledge finished runs and claim more, with one commit.
 
-        Nothing changes in memory until it committed: on a database error the finished runs are kept for the next try.
-        Returns True when the claim came back full (the queue may hold more).
+        Nothing changes in memory until it committed: on a database error the
+        finished runs are kept for the next try. Returns True when the claim came back
+        full (the queue may hold more).
         """
         with self._lock:
             batch, self._done = self._done, []
