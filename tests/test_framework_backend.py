@@ -390,3 +390,11 @@ def test_backend_checks_run_with_manage_py_check(settings):
     }
     with pytest.raises(SystemCheckError, match="E021"):
         call_command("check")
+
+
+def test_async_enqueue_and_get_result():
+    from asgiref.sync import async_to_sync
+
+    result = async_to_sync(tasks.add.aenqueue)(1, 2)
+    burst()
+    assert async_to_sync(tasks.add.aget_result)(result.id).return_value == 3
