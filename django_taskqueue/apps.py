@@ -1,6 +1,14 @@
+import importlib.util
+
+import django
 from django.apps import AppConfig
 from django.core import checks
 from django.utils.translation import gettext_lazy as _
+
+
+def framework_available() -> bool:
+    """Is Django's tasks framework importable (Django 6.0+, or the backport)?"""
+    return django.VERSION >= (6, 0) or importlib.util.find_spec("django_tasks") is not None
 
 
 class TaskQueueConfig(AppConfig):
@@ -17,6 +25,11 @@ class TaskQueueConfig(AppConfig):
 
         checks.register(taskqueue_checks.check_settings, checks.Tags.compatibility)
         checks.register(taskqueue_checks.check_databases, checks.Tags.database)
+        if framework_available():
+            # Every process that can enqueue or run framework tasks knows their consumer.
+            from .framework import FRAMEWORK_TASK, run_framework_task
+
+            registry.register(run_framework_task, (FRAMEWORK_TASK,))
         module = conf.AUTODISCOVER
         if isinstance(module, str) and module:
             # A broken tasks module raises; the registry is rolled back first.

@@ -71,6 +71,11 @@ RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
         lambda v: _is_int(v) and 0 <= v <= 30,
         "an integer from 0 to 30 (a retry waits at most 2**cap minutes)",
     ),
+    "RESULT_TTL": (
+        "E019",
+        lambda v: v is None or (_is_number(v) and v > 0),
+        "a number of seconds > 0, or None to keep finished results forever",
+    ),
 }
 
 SUPPORTED_VENDORS = {"postgresql", "sqlite", "mysql"}
@@ -144,3 +149,60 @@ def check_databases(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+BACKEND_OPTIONS = {"RETRY_MAX", "DATABASE"}
+
+
+def check_backend(alias: str, options: Any, queues: Any) -> list[CheckMessage]:
+    """Checks of a ``TASKS`` entry whose backend is ``TaskQueueBackend``."""
+    where = f"TASKS[{alias!r}]"
+    errors: list[CheckMessage] = []
+    if not isinstance(options, dict):
+        options = {}
+        errors.append(
+            Error(
+                f"{where}['OPTIONS'] must be a dict.",
+                hint=f"Valid keys: {', '.join(sorted(BACKEND_OPTIONS))}.",
+                id="django_taskqueue.E020",
+            )
+        )
+    unknown = sorted(set(options) - BACKEND_OPTIONS)
+    if unknown:
+        errors.append(
+            Error(
+                f"{where}['OPTIONS'] has unknown key(s): {', '.join(map(repr, unknown))}.",
+                hint=f"Valid keys: {', '.join(sorted(BACKEND_OPTIONS))}.",
+                id="django_taskqueue.E020",
+            )
+        )
+    retry_max = options.get("RETRY_MAX")
+    if "RETRY_MAX" in options and not (_is_int(retry_max) and 0 <= retry_max <= 2**31 - 1):
+        errors.append(
+            Error(
+                f"{where}['OPTIONS']['RETRY_MAX'] is {retry_max!r}; it must be an integer >= 0.",
+                hint="Leave it out to use TASKQUEUE['DEFAULT_RETRY_MAX'].",
+                id="django_taskqueue.E021",
+            )
+        )
+    database = options.get("DATABASE")
+    if "DATABASE" in options and not (isinstance(database, str) and database in settings.DATABASES):
+        errors.append(
+            Error(
+                f"{where}['OPTIONS']['DATABASE'] is {database!r}, not an alias from "
+                "settings.DATABASES.",
+                hint="Leave it out to use TASKQUEUE['DATABASE'].",
+                id="django_taskqueue.E022",
+            )
+        )
+    for queue in queues:
+        if not (isinstance(queue, str) and 1 <= len(queue) <= 100):
+            errors.append(
+                Error(
+                    f"{where}['QUEUES'] has {queue!r}; queue names are strings of 1 to 100 "
+                    "characters.",
+                    hint="The queue name is stored in the queue table's 'queue' column.",
+                    id="django_taskqueue.E023",
+                )
+            )
+    return errors

@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_ARGUMENTS_SIZE": 1024 * 1024,
     # Largest backoff exponent: a retry waits at most 2**cap minutes.
     "BACKOFF_EXPONENT_CAP": 20,
+    # Seconds a finished Django tasks framework result is kept; None keeps them forever.
+    "RESULT_TTL": 7 * 24 * 3600,
 }
 
 
@@ -103,6 +105,11 @@ class TaskQueueSettings:
     @property
     def BACKOFF_EXPONENT_CAP(self) -> int:
         return self._get("BACKOFF_EXPONENT_CAP")  # type: ignore[no-any-return]
+
+    @property
+    def RESULT_TTL(self) -> float | None:
+        value = self._get("RESULT_TTL")
+        return None if value is None else float(value)
 
 
 conf = TaskQueueSettings()

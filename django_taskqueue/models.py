@@ -173,3 +173,69 @@ class FailedTask(TaskFields):
         values = {name: getattr(task, name) for name in TASK_FIELD_NAMES}
         values["error"] = error
         return cls(task_id=task.id, failed_at=failed_at or timezone.now(), **values)
+
+
+class ResultStatus(models.TextChoices):
+    """Status of a Django tasks framework result (the framework's TaskResultStatus)."""
+
+    READY = "READY", _("Ready")
+    RUNNING = "RUNNING", _("Running")
+    SUCCESSFUL = "SUCCESSFUL", _("Successful")
+    FAILED = "FAILED", _("Failed")
+
+
+FINISHED_STATUSES = (ResultStatus.SUCCESSFUL, ResultStatus.FAILED)
+
+
+class TaskResultRecordQuerySet(models.QuerySet["TaskResultRecord"]):
+    def prunable(self, before: datetime) -> TaskResultRecordQuerySet:
+        """Results that finished before ``before`` and whose task is not queued again."""
+        queued = Task.objects.filter(pk=models.OuterRef("pk"))
+        return self.filter(status__in=FINISHED_STATUSES, finished_at__lt=before).exclude(
+            models.Exists(queued)
+        )
+
+
+class TaskResultRecord(models.Model):
+    """The outcome of a task enqueued through Django's tasks framework.
+
+    Only framework tasks have one: it is written by the worker when a run starts and
+    when it ends, keyed by the task's id, and outlives the queue row so that
+    ``get_result()`` still answers once the task is done. Tasks enqueued with
+    :func:`~django_taskqueue.enqueue` never get one.
+    """
+
+    id = models.UUIDField(_("task id"), primary_key=True, editable=False)
+    task_path = models.TextField(_("task path"))
+    backend = models.CharField(_("backend"), max_length=100)
+    queue = models.CharField(_("queue"), max_length=100, default=DEFAULT_QUEUE)
+    priority = models.SmallIntegerField(
+        _("priority"), default=0, help_text=_("The framework's priority: higher runs first.")
+    )
+    args = models.JSONField(_("args"), default=list, blank=True)
+    kwargs = models.JSONField(_("kwargs"), default=dict, blank=True)
+    run_after = models.DateTimeField(_("run after"), null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=ResultStatus.choices, default=ResultStatus.READY
+    )
+    return_value = models.JSONField(_("return value"), null=True, blank=True)
+    errors = models.JSONField(_("errors"), default=list, blank=True)
+    worker_ids = models.JSONField(_("worker ids"), default=list, blank=True)
+    enqueued_at = models.DateTimeField(_("enqueued at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    last_attempted_at = models.DateTimeField(_("last attempted at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    objects = TaskResultRecordQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("task result")
+        verbose_name_plural = _("task results")
+        ordering = [models.F("enqueued_at").desc()]
+        indexes = [
+            # Pruning: finished results older than RESULT_TTL.
+            models.Index(fields=["finished_at"], name="taskqueue_result_finished_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_path} ({self.id}): {self.status}"

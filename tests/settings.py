@@ -1,8 +1,10 @@
 """Settings for the test suite. DATABASE_URL picks the database (default: SQLite)."""
 
+import importlib.util
 import os
 from pathlib import Path
 
+import django
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -25,6 +27,9 @@ INSTALLED_APPS = [
     "django_taskqueue",
     "tests",
 ]
+if django.VERSION < (6, 0) and importlib.util.find_spec("django_tasks"):
+    # Django 5.2: the tasks framework comes from its backport.
+    INSTALLED_APPS.append("django_tasks")
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -75,6 +80,14 @@ if os.environ.get("TASKQUEUE_TEST_DATABASE_NAME"):
 TASKQUEUE = {
     "POLL_INTERVAL": float(os.environ.get("TASKQUEUE_TEST_POLL_INTERVAL", "0.2")),
     "LOCK_TIMEOUT": float(os.environ.get("TASKQUEUE_TEST_LOCK_TIMEOUT", "300")),
+}
+
+TASKS = {
+    "default": {
+        "BACKEND": "django_taskqueue.backends.TaskQueueBackend",
+        "QUEUES": ["default", "emails", "reports"],
+        "OPTIONS": {"RETRY_MAX": 0},
+    }
 }
 
 LOGGING = {

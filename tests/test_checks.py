@@ -44,6 +44,7 @@ BAD_VALUES = {
     "DATABASE": ["other", None],
     "MAX_ARGUMENTS_SIZE": [0, 1.5],
     "BACKOFF_EXPONENT_CAP": [-1, 31],
+    "RESULT_TTL": [0, -5, "3600", float("inf")],
 }
 
 
