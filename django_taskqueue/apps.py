@@ -24,7 +24,8 @@ class TaskQueueConfig(AppConfig):
         from .registry import registry
 
         checks.register(taskqueue_checks.check_settings, checks.Tags.compatibility)
-        checks.register(taskqueue_checks.check_databases, checks.Tags.database)
+        # Not tagged "database": these read settings only, and must run on a plain `check`.
+        checks.register(taskqueue_checks.check_databases, checks.Tags.compatibility)
         if framework_available():
             # Every process that can enqueue or run framework tasks knows their consumer.
             from .framework import FRAMEWORK_TASK, run_framework_task

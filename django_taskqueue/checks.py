@@ -133,13 +133,23 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
 
 
 def check_databases(**kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    if not settings.USE_TZ:
+        errors.append(
+            Error(
+                "django_taskqueue needs USE_TZ = True: start times, claims and retries are "
+                "aware datetimes, compared across processes and machines.",
+                hint="Set USE_TZ = True (the default since Django 5.0).",
+                id="django_taskqueue.E024",
+            )
+        )
     alias = conf.DATABASE
     if not isinstance(alias, str) or alias not in settings.DATABASES:
-        return []  # reported by E014
+        return errors  # the alias itself is reported by E014
     engine = settings.DATABASES[alias].get("ENGINE", "")
     vendor = next((v for v in SUPPORTED_VENDORS if v in engine), None)
     if vendor is None:
-        return [
+        errors.append(
             Error(
                 f"The task queue database {alias!r} uses {engine!r}, which django_taskqueue "
                 "does not support.",
@@ -147,8 +157,8 @@ def check_databases(**kwargs: Any) -> list[CheckMessage]:
                 "at such a database.",
                 id="django_taskqueue.E018",
             )
-        ]
-    return []
+        )
+    return errors
 
 
 BACKEND_OPTIONS = {"RETRY_MAX", "DATABASE"}

@@ -320,8 +320,17 @@ def _send_enqueued(tasks: list[Task]) -> None:
     from .signals import task_enqueued
 
     if task_enqueued.has_listeners():
+        # The rows are stored: a failing receiver must not make the caller believe
+        # otherwise, so it is logged, not raised.
         for task in tasks:
-            task_enqueued.send(sender=type(task), task=task)
+            for receiver, response in task_enqueued.send_robust(sender=type(task), task=task):
+                if isinstance(response, Exception):
+                    logger.error(
+                        "task_enqueued receiver %r raised: %r",
+                        receiver,
+                        response,
+                        exc_info=response,
+                    )
 
 
 def _store(tasks: list[Task], using: str) -> list[Task]:

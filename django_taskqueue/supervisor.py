@@ -23,8 +23,7 @@ def _child(options: dict[str, Any], verbosity: int) -> None:
 
     configure_logging(verbosity)
     worker = Worker(**options)
-    # The supervisor forwards SIGTERM; a terminal's Ctrl-C reaches it, not us.
-    worker.install_signal_handlers(ignore_sigint=True)
+    worker.install_signal_handlers(supervised=True)
     raise SystemExit(worker.run())
 
 

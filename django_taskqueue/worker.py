@@ -136,14 +136,23 @@ class Worker:
         self._maybe_more = True
         self._wake.set()
 
-    def install_signal_handlers(self, *, ignore_sigint: bool = False) -> None:
-        """First SIGTERM/SIGINT stops gracefully; a second exits at once (code 1)."""
+    def install_signal_handlers(self, *, supervised: bool = False) -> None:
+        """First SIGTERM/SIGINT stops gracefully; a second exits at once (code 1).
+
+        Under a supervisor, SIGINT is ignored (a terminal's Ctrl-C goes to the
+        supervisor, which forwards SIGTERM) and a repeated SIGTERM is too: a service
+        manager may signal every process of the group as well as the supervisor.
+        The supervisor forces with SIGKILL.
+        """
         if threading.current_thread() is not threading.main_thread():
             return
 
         def handle(signum: int, frame: Any) -> None:
             name = signal.Signals(signum).name
             if self._stopping.is_set():
+                if supervised:
+                    logger.info("%s again: still stopping", name)
+                    return
                 logger.warning("%s again: exiting now, running tasks are abandoned", name)
                 os._exit(1)
             logger.info(
@@ -157,7 +166,7 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._old_handlers[signum] = signal.getsignal(signum)
             signal.signal(signum, handle)
-        if ignore_sigint:
+        if supervised:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def restore_signal_handlers(self) -> None:

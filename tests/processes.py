@@ -34,7 +34,7 @@ def run_python(code: str, **popen_kwargs) -> subprocess.Popen:
     )
 
 
-def worker(log_path: Path, *args: str, **env: str) -> subprocess.Popen:
+def worker(log_path: Path, *args: str, new_session: bool = False, **env: str) -> subprocess.Popen:
     """Start ``django-admin taskqueue_worker <args>`` on the test database.
 
     Output goes to ``log_path`` (a pipe nobody reads would fill up and block it).
@@ -47,6 +47,7 @@ def worker(log_path: Path, *args: str, **env: str) -> subprocess.Popen:
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=new_session,
         )
     finally:
         log.close()

@@ -109,3 +109,8 @@ def test_settings_are_read_lazily(settings):
     assert conf.WORKER_COUNT == 3
     settings.TASKQUEUE = {}
     assert conf.WORKER_COUNT == 16
+
+
+def test_use_tz_is_required(settings):
+    settings.USE_TZ = False
+    assert ids(check_databases()) == ["django_taskqueue.E024"]

@@ -31,6 +31,7 @@ def test_max_tasks():
         (["--processes", "-1"], "'-1' must be at least 1"),
         (["--poll-interval", "0"], "'0' must be greater than 0"),
         (["--grace", "soon"], "'soon' is not a number"),
+        (["--grace", "-1"], "'-1' must not be negative"),
         (["--buffer-size", "1.5"], "'1.5' is not an integer"),
     ],
 )

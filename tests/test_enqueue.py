@@ -210,3 +210,16 @@ def test_using_the_queue_without_the_app_installed_explains_the_fix(settings):
     settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "django_taskqueue"]
     with pytest.raises(NotReady, match='add "django_taskqueue" to INSTALLED_APPS'):
         enqueue("tests.record")
+
+
+def test_a_failing_task_enqueued_receiver_is_logged_not_raised(caplog):
+    def broken(sender, task, **kwargs):
+        raise RuntimeError("receiver bug")
+
+    task_enqueued.connect(broken)
+    try:
+        task = enqueue("tests.record")
+    finally:
+        task_enqueued.disconnect(broken)
+    assert Task.objects.filter(pk=task.pk).exists()
+    assert "receiver bug" in caplog.text

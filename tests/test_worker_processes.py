@@ -224,3 +224,21 @@ def test_killed_connections_while_idle_and_while_running(tmp_path):
     finally:
         assert stop(proc) == 0, log_text(log)
     assert not FailedTask.objects.exists()
+
+
+def test_sigterm_to_the_whole_group_still_stops_gracefully(tmp_path):
+    """A service manager may signal the supervisor and every child at once."""
+    import os
+
+    sleeper = enqueue("tests.sleep", {"seconds": 2})
+    log = tmp_path / "worker.log"
+    proc = worker(log, "--processes", "1", "--workers", "1", new_session=True)
+    try:
+        wait_for(lambda: Run.objects.filter(task_id=sleeper.pk).exists(), message="task start")
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) == 0, log_text(log)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert Run.objects.filter(task_id=sleeper.pk, name="tests.sleep.done").exists()
+    assert not Task.objects.filter(pk=sleeper.pk).exists()

@@ -37,9 +37,13 @@ def positive_float(value: str) -> float:
 
 
 def non_negative_float(value: str) -> float:
-    if value == "0":
-        return 0.0
-    return positive_float(value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must not be negative")
+    return number
 
 
 def configure_logging(verbosity: int) -> None:
