@@ -209,6 +209,13 @@ def _state_badge(state: TaskState) -> SafeString:
     )
 
 
+def _base_actions(parent: Any, request: HttpRequest, action_location: Any) -> dict[str, Any]:
+    """ModelAdmin.get_actions() on Django 5.2 and 6.0, and with 6.1's action_location."""
+    if action_location is None:
+        return parent.get_actions(request)  # type: ignore[no-any-return]
+    return parent.get_actions(request, action_location=action_location)  # type: ignore[no-any-return]
+
+
 @admin.register(Task)
 class TaskAdmin(QueueModelAdmin):
     list_display = ["name", "state", "priority", "start", "retry_count", "short_error"]
@@ -248,8 +255,8 @@ class TaskAdmin(QueueModelAdmin):
             relative,
         )
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        actions = _base_actions(super(), request, action_location)
         # "cancel" replaces it: it leaves running tasks alone and says so.
         actions.pop("delete_selected", None)
         return actions
@@ -424,8 +431,8 @@ class FailedTaskAdmin(QueueModelAdmin):
         (_("Traceback"), {"fields": ["error_traceback"]}),
     ]
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        actions = _base_actions(super(), request, action_location)
         # Retry first: it is what this list is for.
         return dict(sorted(actions.items(), key=lambda item: item[0] == "delete_selected"))
 
