@@ -412,7 +412,7 @@ def smoke(demo: Demo) -> None:
         ),
     )
     assert demo.worker is not None
-    if not any("(colours) requeued" in line for line in demo.worker.lines):
+    if not any("requeued to continue" in line for line in demo.worker.lines):
         raise DemoError("the colour backfill never returned Requeue")
     colours = {u["name"]: u["colour"] for u in browser.status()["uploads"] if u["colour"]}
     say(f"smoke: average colours, filled in over two steps: {colours}")

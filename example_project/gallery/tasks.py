@@ -101,4 +101,9 @@ def colours(args):
         logger.info("colour backfill finished: %d uploads", args["done"])
         return None
     args["after"] = uploads[-1].pk
+    logger.info(
+        "colour backfill: %d uploads so far; requeued to continue after upload %d",
+        args["done"],
+        args["after"],
+    )
     return Requeue(delay_seconds=args.get("pause", 1))
