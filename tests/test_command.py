@@ -41,5 +41,5 @@ def test_bad_options_are_refused(args, message):
 
 
 def test_unknown_database():
-    with pytest.raises(CommandError, match=r"--database 'nope' is not in settings\.DATABASES"):
+    with pytest.raises(CommandError, match=r"--database: 'nope' is not in settings\.DATABASES"):
         call_command("taskqueue_worker", "--database", "nope")

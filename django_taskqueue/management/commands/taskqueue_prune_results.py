@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from django_taskqueue.conf import conf
-from django_taskqueue.management.commands.taskqueue_worker import positive_float
+from django_taskqueue.management.options import add_database_argument, positive_float
 
 
 class Command(BaseCommand):
@@ -29,11 +29,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
         )
-        parser.add_argument(
-            "--database",
-            default=None,
-            help="Database alias of the queue (default: TASKQUEUE['DATABASE']).",
-        )
+        add_database_argument(parser)
 
     def handle(
         self,
@@ -44,12 +40,8 @@ class Command(BaseCommand):
         verbosity: int,
         **options: Any,
     ) -> None:
-        from django.db import connections
-
         from django_taskqueue.framework import prune_results
 
-        if database is not None and database not in connections:
-            raise CommandError(f"--database {database!r} is not in settings.DATABASES")
         ttl = conf.RESULT_TTL if older_than is None else older_than
         if ttl is None:
             raise CommandError(

@@ -7,43 +7,19 @@ import logging
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from django_taskqueue.conf import conf
+from django_taskqueue.management.options import (
+    add_database_argument,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 
 logger = logging.getLogger("django_taskqueue")
 
 LEVELS = {0: logging.ERROR, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
-
-
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
-    return number
-
-
-def positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be greater than 0")
-    return number
-
-
-def non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not number >= 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must not be negative")
-    return number
 
 
 def configure_logging(verbosity: int) -> None:
@@ -107,11 +83,7 @@ class Command(BaseCommand):
             default=30.0,
             help="Seconds to wait for running tasks when stopping (default: %(default)r).",
         )
-        parser.add_argument(
-            "--database",
-            default=None,
-            help="Database alias of the queue (default: TASKQUEUE['DATABASE']).",
-        )
+        add_database_argument(parser)
 
     def handle(
         self,
@@ -128,12 +100,8 @@ class Command(BaseCommand):
         verbosity: int,
         **options: Any,
     ) -> None:
-        from django.db import connections
-
         from django_taskqueue.worker import Worker
 
-        if database is not None and database not in connections:
-            raise CommandError(f"--database {database!r} is not in settings.DATABASES")
         configure_logging(verbosity)
         worker_options = {
             "workers": workers,
