@@ -149,7 +149,8 @@ def run_task(task: Task, consumers: ConsumerRegistry | None = None) -> Result:
     for entry in chain:
         try:
             outcome = entry(task)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
+            # SystemExit too: a consumer calling sys.exit() must not kill a worker thread.
             return Error(exc, traceback=traceback.format_exc())
         if isinstance(outcome, Ignored):
             continue

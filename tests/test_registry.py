@@ -197,3 +197,13 @@ def test_autodiscover_setting_picks_the_module_name(consumers, settings):
     apps.get_app_config("django_taskqueue").ready()
     assert "tests.alt" in registry.names()
     sys.modules.pop("tests.consumers_alt", None)
+
+
+def test_sys_exit_in_a_consumer_is_an_error(consumers):
+    @consumer("r.exit")
+    def leaves(args):
+        sys.exit(3)
+
+    result = run_task(make_task("r.exit"))
+    assert isinstance(result, Error)
+    assert isinstance(result.exception, SystemExit)
