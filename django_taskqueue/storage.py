@@ -133,6 +133,11 @@ class QueueStorage:
         simple = all(type(result) is Success for _, result in outcomes)
         if outcomes and limit > 0 and simple and self.connection.vendor == "postgresql":
             return self._acknowledge_and_claim_pg(outcomes, limit, now)
+        if outcomes and limit <= 0 and simple:
+            # Only successes to acknowledge: one DELETE, which commits on its own.
+            ids = [task.pk for task, _ in outcomes]
+            deleted = self._delete_mine(ids)
+            return FinishReport(deleted=deleted, lost=len(ids) - deleted), []
         report = None
         block = transaction.atomic(using=self.using) if outcomes and limit > 0 else nullcontext()
         with block:
