@@ -119,10 +119,27 @@ class Command(BaseCommand):
             code = Supervisor(processes, worker_options, verbosity).run()
         else:
             worker = Worker(**worker_options)
+            progress = self._progress_bar(worker) if burst and verbosity >= 1 else None
             worker.install_signal_handlers()
             try:
                 code = worker.run()
             finally:
                 worker.restore_signal_handlers()
+                if progress is not None:
+                    progress.stop()
         if code:
             sys.exit(code)
+
+    def _progress_bar(self, worker: Any) -> Any:
+        """A progress bar on stderr when it is a terminal: due tasks run so far."""
+        from django_taskqueue.models import Task
+        from django_taskqueue.progress import ProgressBar
+
+        if not self.stderr.isatty():
+            return None
+        due = Task.objects.using(worker.using).due()
+        if worker.queues:
+            due = due.filter(queue__in=worker.queues)
+        progress = ProgressBar(sys.stderr, due.count(), lambda: worker.processed)
+        progress.start()
+        return progress
