@@ -239,25 +239,17 @@ class QueueStorage:
 
     def heartbeat(self, ids: Iterable[uuid.UUID], now: datetime) -> int:
         """Extend this worker's claims on ``ids``; return how many it still holds."""
-        ids = list(ids)
-        if not ids:
-            return 0
-        return (
-            self._tasks()
-            .filter(pk__in=ids, lock_id=self.lock_id)
-            .update(locked_until=now + self.lock_timeout)
-        )
+        return self._update_mine(ids, locked_until=now + self.lock_timeout)
 
     def release(self, ids: Iterable[uuid.UUID]) -> int:
         """Give claimed, unstarted tasks back to the queue at once."""
+        return self._update_mine(ids, lock_id=None, locked_until=None)
+
+    def _update_mine(self, ids: Iterable[uuid.UUID], **values: Any) -> int:
         ids = list(ids)
         if not ids:
             return 0
-        return (
-            self._tasks()
-            .filter(pk__in=ids, lock_id=self.lock_id)
-            .update(lock_id=None, locked_until=None)
-        )
+        return self._tasks().filter(pk__in=ids, lock_id=self.lock_id).update(**values)
 
     # Finishing --------------------------------------------------------------------
 
