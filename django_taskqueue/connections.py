@@ -10,47 +10,68 @@ from __future__ import annotations
 import logging
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 logger = logging.getLogger("django_taskqueue")
 
 
-def heal_connections() -> None:
-    """Close this thread's connections that broke; roll back a transaction left open."""
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is None:
-            continue
-        if conn.in_atomic_block:
-            # Only reachable if a consumer entered atomic() without leaving it.
-            logger.error("a consumer left a transaction open on %r; rolling it back", conn.alias)
-            try:
-                conn.close()
-            except Exception:
-                logger.exception("closing connection %r failed", conn.alias)
-            continue
-        if conn.errors_occurred:
-            if conn.is_usable():
-                conn.errors_occurred = False
-            else:
-                close_quietly(conn.alias)
+class ThreadConnections:
+    """One executor thread's connections, with the bookkeeping Django does per request.
+
+    The thread's connection object of every alias is looked up once (a thread-local
+    lookup per alias costs more than a no-op task), so the checks around each task are
+    attribute reads. Creating the objects opens nothing: a connection opens on first use.
+    """
+
+    def __init__(self) -> None:
+        self.all = [connections[alias] for alias in connections]
+        self.health_checked = [c for c in self.all if c.settings_dict.get("CONN_HEALTH_CHECKS")]
+
+    def start_of_task(self) -> None:
+        """Let CONN_HEALTH_CHECKS ping once per task, as Django does once per request."""
+        for conn in self.health_checked:
+            conn.health_check_done = False
+
+    def end_of_task(self) -> None:
+        """Close connections that broke; roll back a transaction a consumer left open."""
+        for conn in self.all:
+            if conn.connection is None:
+                continue
+            if conn.in_atomic_block:
+                # Only reachable if a consumer entered atomic() without leaving it.
+                logger.error(
+                    "a consumer left a transaction open on %r; rolling it back", conn.alias
+                )
+                try:
+                    conn.close()
+                except Exception:
+                    logger.exception("closing connection %r failed", conn.alias)
+                continue
+            if conn.errors_occurred:
+                if conn.is_usable():
+                    conn.errors_occurred = False
+                else:
+                    _close_quietly(conn)
+
+    def check(self) -> None:
+        """Ping open connections and drop the dead ones (after a database outage)."""
+        for conn in self.all:
+            if conn.connection is not None and not conn.in_atomic_block and not conn.is_usable():
+                _close_quietly(conn)
+
+    def close(self) -> None:
+        for conn in self.all:
+            _close_quietly(conn)
 
 
 def close_quietly(alias: str) -> None:
     """Close a connection that may already be dead, ignoring the errors that says so."""
+    _close_quietly(connections[alias])
+
+
+def _close_quietly(conn: BaseDatabaseWrapper) -> None:
     try:
-        connections[alias].close()
+        conn.close()
     except Exception:
-        logger.debug("closing broken connection %r raised", alias, exc_info=True)
-        connections[alias].connection = None
-
-
-def check_connections() -> None:
-    """Ping this thread's connections and drop the dead ones (after a database outage)."""
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is not None and not conn.in_atomic_block and not conn.is_usable():
-            close_quietly(conn.alias)
-
-
-def start_of_task() -> None:
-    """Let CONN_HEALTH_CHECKS ping once per task, as Django does once per request."""
-    for conn in connections.all(initialized_only=True):
-        conn.health_check_done = False
+        logger.debug("closing broken connection %r raised", conn.alias, exc_info=True)
+        conn.connection = None

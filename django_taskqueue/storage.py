@@ -42,6 +42,27 @@ def _psycopg3() -> bool:
     return True
 
 
+_JSONB_TEXT_LOADER: Any = None
+
+
+def _jsonb_text_loader() -> Any:
+    """A psycopg loader of binary jsonb that returns the JSON text, as Django expects."""
+    global _JSONB_TEXT_LOADER
+    if _JSONB_TEXT_LOADER is None:
+        from psycopg.adapt import Loader
+        from psycopg.pq import Format
+
+        class JsonbTextBinaryLoader(Loader):
+            format = Format.BINARY
+
+            def load(self, data: Any) -> str:
+                # Binary jsonb is a version byte (1) followed by the JSON text.
+                return bytes(data[1:]).decode()
+
+        _JSONB_TEXT_LOADER = JsonbTextBinaryLoader
+    return _JSONB_TEXT_LOADER
+
+
 def _returned_fields() -> list[Any]:
     """Every column but the claim's own, which the claimer already knows."""
     return [f for f in Task._meta.concrete_fields if f.name not in ("lock_id", "locked_until")]
@@ -106,12 +127,22 @@ class QueueStorage:
             where += f" AND {qn('queue')} IN ({', '.join(['%s'] * len(self.queues))})"
             params.extend(self.queues)
         params.append(limit)
-        skip_locked = " FOR UPDATE SKIP LOCKED" if self.connection.vendor == "postgresql" else ""
+        pick = (
+            f"SELECT {qn('id')} FROM {table} WHERE {where} "
+            f"ORDER BY {qn('priority')}, {qn('start_at')} LIMIT %s"
+        )
+        if self.connection.vendor == "postgresql":
+            # id = ANY(ARRAY(...)) keeps one plan for any LIMIT: the picked ids are
+            # looked up by primary key. With "id IN (subquery)", the prepared
+            # statement's generic plan guesses the LIMIT and may hash-join a full
+            # scan of the table, so PostgreSQL plans each claim anew instead.
+            match = f"= ANY(ARRAY({pick} FOR UPDATE SKIP LOCKED))"
+        else:
+            match = f"IN ({pick})"
         fields = _returned_fields()
         sql = (
             f"UPDATE {table} SET {qn('lock_id')} = %s, {qn('locked_until')} = %s "
-            f"WHERE {qn('id')} IN (SELECT {qn('id')} FROM {table} WHERE {where} "
-            f"ORDER BY {qn('priority')}, {qn('start_at')} LIMIT %s{skip_locked}) "
+            f"WHERE {qn('id')} {match} "
             f"RETURNING {', '.join(qn(f.column) for f in fields)}"
         )
         return sql, params, fields, locked_until
@@ -172,8 +203,9 @@ class QueueStorage:
     ) -> list[Task]:
         """Task instances from raw rows, converting values the way the ORM would.
 
-        Cheaper than a RawQuerySet: the converters are looked up once per batch, and
-        the claim columns are known (this worker, ``locked_until``) so not read back.
+        Cheaper than a RawQuerySet: the converters are looked up once per batch, the
+        claim columns are known (this worker, ``locked_until``) so not read back, and
+        every concrete field gets a value, so ``from_db`` takes its positional path.
         """
         connection = self.connection
         converters = []
@@ -183,7 +215,14 @@ class QueueStorage:
             functions += model_field.get_db_converters(connection)
             if functions:
                 converters.append((index, functions, col))
-        names = [f.attname for f in fields]
+        # Where the claim's own two columns go among the concrete fields.
+        claim_values = {"lock_id": self.lock_id, "locked_until": locked_until}
+        layout = [
+            (claim_values[f.name], None) if f.name in claim_values else (None, fields.index(f))
+            for f in Task._meta.concrete_fields
+        ]
+        names = [f.attname for f in Task._meta.concrete_fields]
+        using = self.using
         tasks = []
         for row in rows:
             values = list(row)
@@ -192,10 +231,8 @@ class QueueStorage:
                 for function in functions:
                     value = function(value, col, connection)
                 values[index] = value
-            task = Task.from_db(self.using, names, values)
-            task.lock_id = self.lock_id
-            task.locked_until = locked_until
-            tasks.append(task)
+            ordered = [known if index is None else values[index] for known, index in layout]
+            tasks.append(Task.from_db(using, names, ordered))
         return tasks
 
     def _ready(self, now: datetime):  # type: ignore[no-untyped-def]
@@ -322,7 +359,11 @@ class QueueStorage:
 
             connection.ensure_connection()
             with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-                cursor.execute(sql, params, prepare=True)
+                if fetch:
+                    # Binary results parse faster; jsonb still reaches Django's
+                    # converter as text, as it does through Django's own cursors.
+                    cursor.adapters.register_loader("jsonb", _jsonb_text_loader())
+                cursor.execute(sql, params, prepare=True, binary=fetch)
                 return cursor.fetchall() if fetch else cursor.rowcount
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

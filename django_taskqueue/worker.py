@@ -9,15 +9,14 @@ coordinator when a task is enqueued.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 import os
 import queue
 import signal
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -26,7 +25,7 @@ from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
 from .conf import conf
-from .connections import check_connections, close_quietly, heal_connections, start_of_task
+from .connections import ThreadConnections, close_quietly
 from .listener import Listener, can_listen
 from .models import Task, uuid7
 from .registry import ConsumerRegistry, registry, run_task
@@ -36,7 +35,8 @@ from .storage import FinishReport, QueueStorage
 
 logger = logging.getLogger("django_taskqueue")
 
-_STOP = math.inf  # sorts after every task in the ready queue
+# Finished runs wait at most this long to be acknowledged when no claim carries them.
+ACK_DELAY = 0.05
 
 
 class Worker:
@@ -85,12 +85,16 @@ class Worker:
         self.heartbeat_interval = max(0.2, self.lock_timeout / 4)
         self.recover_interval = max(0.5, min(self.lock_timeout / 2, 30.0))
 
-        self._ready: queue.PriorityQueue[tuple[Any, ...]] = queue.PriorityQueue()
-        self._seq = itertools.count()
-        self._lock = threading.Lock()
+        # The hot path between threads holds no lock of its own: SimpleQueue and deque
+        # are thread-safe, and the executors touch ``_running`` one key at a time.
+        # Claimed tasks run in claim order (each claim is sorted by priority).
+        self._ready: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+        # Claim again once no more than this many claimed tasks wait for a thread.
+        self._low_water = self.buffer_size - max(1, self.buffer_size // 2)
+        self._ack_due: float | None = None
         self._held: dict[uuid.UUID, Task] = {}  # claimed, not yet acknowledged
         self._running: dict[uuid.UUID, Task] = {}
-        self._done: list[tuple[Task, Result]] = []
+        self._done: deque[tuple[Task, Result]] = deque()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._maybe_more = True
@@ -191,28 +195,31 @@ class Worker:
         self._outages += 1
 
     def _execute_loop(self) -> None:
+        conns = ThreadConnections()
         outages_seen = self._outages
+        ready, running, done, wake = self._ready, self._running, self._done, self._wake
         try:
             while True:
-                task = self._ready.get()[-1]
+                task = ready.get()
                 if task is None:
                     return
+                if not wake.is_set() and self._maybe_more and ready.qsize() <= self._low_water:
+                    wake.set()  # room to claim more while this task runs
                 if outages_seen != self._outages:
                     outages_seen = self._outages
-                    check_connections()
-                start_of_task()
-                with self._lock:
-                    self._running[task.pk] = task
+                    conns.check()
+                conns.start_of_task()
+                running[task.pk] = task
                 result = self._execute(task)
-                with self._lock:
-                    del self._running[task.pk]
-                    self._done.append((task, result))
-                self._wake.set()
-                heal_connections()
+                done.append((task, result))
+                del running[task.pk]
+                if not wake.is_set() and (len(done) == 1 or not running or self._stopping.is_set()):
+                    # The first run to acknowledge (the coordinator batches the rest),
+                    # or the last one running.
+                    wake.set()
+                conns.end_of_task()
         finally:
-            from django.db import connections
-
-            connections.close_all()
+            conns.close()
 
     def _execute(self, task: Task) -> Result:
         log_context = (task.pk, task.name)
@@ -264,7 +271,7 @@ class Worker:
                 if self.poll_storage and now >= next_poll:
                     self._maybe_more = True
                     next_poll = now + self.poll_interval
-                claimed_full = self._cycle()
+                claimed_full = self._cycle(now)
                 if self._finished():
                     return
                 failures = 0
@@ -283,6 +290,8 @@ class Worker:
             deadlines = [next_heartbeat, next_recover]
             if self.poll_storage:
                 deadlines.append(next_poll)
+            if self._ack_due is not None:
+                deadlines.append(self._ack_due)
             timeout = max(0.0, min(deadlines) - time.monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
@@ -302,39 +311,60 @@ class Worker:
 
     def _claim_size(self) -> int:
         """How many tasks to claim now: 0 without room or reason to."""
-        room = self._room()
-        if room <= 0 or not self._maybe_more:
+        if not self._maybe_more or self._ready.qsize() > self._low_water:
+            # Top up in batches, not one task at a time.
             return 0
-        # Top up in batches, not one task at a time, unless the buffer ran dry.
-        if self._ready.qsize() and room < max(1, self.buffer_size // 2):
-            return 0
-        return room
+        return max(0, self._room())
 
-    def _cycle(self) -> bool:
+    def _take_done(self) -> list[tuple[Task, Result]]:
+        batch = []
+        while True:
+            try:
+                batch.append(self._done.popleft())
+            except IndexError:
+                return batch
+
+    def _ack_now(self, claiming: bool, now: float) -> bool:
+        """Whether to acknowledge the finished runs in this cycle.
+
+        They ride along with a claim; otherwise they wait, up to ACK_DELAY, for more to
+        finish, unless the worker has gone idle (nothing would join them) or enough
+        wait already.
+        """
+        if not self._done:
+            return False
+        if claiming or self._stopping.is_set() or len(self._done) >= self.buffer_size:
+            return True
+        if not self._running and not self._ready.qsize():
+            return True
+        if self._ack_due is None:
+            self._ack_due = now + ACK_DELAY
+        return now >= self._ack_due
+
+    def _cycle(self, now: float) -> bool:
         """Acknowledge finished runs and claim more, with one commit.
 
         Nothing changes in memory until it committed: on a database error the
         finished runs are kept for the next try. Returns True when the claim came back
         full (the queue may hold more).
         """
-        with self._lock:
-            batch, self._done = self._done, []
         size = self._claim_size()
+        batch = self._take_done() if self._ack_now(size > 0, now) else []
         if not batch and not size:
             return False
         try:
             report, tasks = self.storage.acknowledge_and_claim(batch, size, self.clock())
         except BaseException:
-            with self._lock:
-                self._done[:0] = batch
+            self._done.extendleft(reversed(batch))
             raise
         if report is not None:
+            self._ack_due = None
             self._acknowledged(batch, report)
         if not size:
             return False
         for task in tasks:
             self._held[task.pk] = task
-            self._ready.put((task.priority, task.start_at.timestamp(), next(self._seq), task))
+            self._ready.put(task)
         self.claimed += len(tasks)
         if tasks:
             logger.debug("worker %s claimed %d task(s)", self.lock_id, len(tasks))
@@ -344,15 +374,13 @@ class Worker:
 
     def _flush(self) -> None:
         """Acknowledge finished runs (without claiming: used while stopping)."""
-        with self._lock:
-            batch, self._done = self._done, []
+        batch = self._take_done()
         if not batch:
             return
         try:
             report = self.storage.finish(batch, self.clock())
         except BaseException:
-            with self._lock:
-                self._done[:0] = batch
+            self._done.extendleft(reversed(batch))
             raise
         self._acknowledged(batch, report)
 
@@ -408,10 +436,11 @@ class Worker:
         unstarted = []
         while True:
             try:
-                item = self._ready.get_nowait()
+                task = self._ready.get_nowait()
             except queue.Empty:
                 break
-            unstarted.append(item[-1])
+            if task is not None:
+                unstarted.append(task)
         if unstarted:
             try:
                 released = self.storage.release([t.pk for t in unstarted])
@@ -434,7 +463,7 @@ class Worker:
                 logger.warning("database error while stopping (%s)", exc)
                 close_quietly(self.using)
         for _ in self._threads:
-            self._ready.put((_STOP, _STOP, next(self._seq), None))
+            self._ready.put(None)
         if self._listener is not None:
             self._listener.stop()
         for attempt in range(5):
@@ -445,9 +474,8 @@ class Worker:
                 logger.warning("could not acknowledge finished tasks (%s); retrying", exc)
                 close_quietly(self.using)
                 time.sleep(0.2 * (attempt + 1))
-        with self._lock:
-            still_running = len(self._running)
-            unacknowledged = len(self._done)
+        still_running = len(self._running)
+        unacknowledged = len(self._done)
         if still_running or unacknowledged:
             logger.warning(
                 "worker %s stopped with %d task(s) still running and %d unacknowledged; "

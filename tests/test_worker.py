@@ -264,6 +264,79 @@ def test_live_worker_keeps_its_claim_on_a_long_task():
     assert not FailedTask.objects.exists()
 
 
+def test_finished_runs_are_acknowledged_soon_while_others_still_run():
+    # Acknowledgements ride along with claims, or wait ACK_DELAY for company; a
+    # worker busy with a long task must not sit on a finished one until its next
+    # heartbeat.
+    sleeper = enqueue("tests.sleep", {"seconds": 3}, priority=0)
+    quick = enqueue("tests.record", {"n": 1}, priority=1)
+    worker = Worker(workers=2, listen=False, grace=10)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not Run.objects.filter(task_id=quick.pk).exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        ran = time.monotonic()
+        while Task.objects.filter(pk=quick.pk).exists():
+            assert time.monotonic() - ran < 1.0, "the finished task was not acknowledged"
+            time.sleep(0.01)
+        # Still running: the acknowledgement did not wait for the worker to go idle.
+        assert not Run.objects.filter(task_id=sleeper.pk, name="tests.sleep.done").exists()
+        assert Task.objects.filter(pk=sleeper.pk, lock_id=worker.lock_id).exists()
+    finally:
+        worker.stop()
+        thread.join(20)
+    assert worker.exit_code == 0
+    assert worker.processed == 2
+    assert not Task.objects.exists()
+
+
+def test_claimed_tasks_run_in_claim_order():
+    for n in range(6):
+        enqueue("tests.record", {"n": n}, priority=10 - n)
+    burst(workers=1, buffer_size=6)
+    assert list(Run.objects.order_by("id").values_list("arguments__n", flat=True)) == [
+        5,
+        4,
+        3,
+        2,
+        1,
+        0,
+    ]
+
+
+def test_postgresql_claim_keeps_an_index_plan_when_prepared():
+    """A prepared claim's generic plan must not scan the table to find the batch."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    Task.objects.bulk_create(
+        Task(name="tests.record", arguments={}, start_at=timezone.now()) for _ in range(2000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE django_taskqueue_task")
+    store = storage()
+    claim_sql, params, _, _ = store._claim_statement(32, timezone.now())
+    for index in range(len(params)):
+        claim_sql = claim_sql.replace("%s", f"${index + 1}", 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            cursor.execute(f"PREPARE taskqueue_claim_plan AS {claim_sql}")
+            placeholders = ", ".join(["%s"] * len(params))
+            cursor.execute(
+                f"EXPLAIN EXECUTE taskqueue_claim_plan({placeholders})",
+                params,
+            )
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE ALL")
+            cursor.execute("RESET plan_cache_mode")
+    assert "Seq Scan" not in plan, plan
+    assert "django_taskqueue_task_pkey" in plan, plan
+
+
 def test_max_tasks():
     for n in range(10):
         enqueue("tests.record", {"n": n})
