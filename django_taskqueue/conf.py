@@ -1,8 +1,10 @@
 """Settings for django_taskqueue, read lazily from ``settings.TASKQUEUE``.
 
-Every default lives here. Values are read on each access, so ``override_settings``
-works and nothing is copied at import time. :mod:`django_taskqueue.checks` validates
-them; code reading them may assume they passed the checks.
+Every default lives here. Values are read on each access from the ``TASKQUEUE`` dict,
+which is looked up once and again whenever ``setting_changed`` says it was replaced
+(``override_settings``, pytest-django's ``settings``), so nothing is copied at import
+time. :mod:`django_taskqueue.checks` validates them; code reading them may assume they
+passed the checks.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
     # Threads per worker process that run tasks.
@@ -38,14 +41,27 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+_UNREAD = object()
+
+
 class TaskQueueSettings:
     """Typed, lazy view of ``settings.TASKQUEUE`` merged over :data:`DEFAULTS`."""
 
+    def __init__(self) -> None:
+        self._user: Any = _UNREAD
+
     def _get(self, key: str) -> Any:
-        user = getattr(settings, "TASKQUEUE", None) or {}
+        user = self._user
+        if user is _UNREAD:
+            # enqueue() reads several keys; the settings object is slow to ask.
+            user = self._user = getattr(settings, "TASKQUEUE", None)
         if not isinstance(user, dict):
             return DEFAULTS[key]
         return user.get(key, DEFAULTS[key])
+
+    def reload(self) -> None:
+        """Look ``settings.TASKQUEUE`` up again at the next read."""
+        self._user = _UNREAD
 
     def user_settings(self) -> Any:
         return getattr(settings, "TASKQUEUE", None)
@@ -113,3 +129,11 @@ class TaskQueueSettings:
 
 
 conf = TaskQueueSettings()
+
+
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "TASKQUEUE":
+        conf.reload()
+
+
+setting_changed.connect(_setting_changed, dispatch_uid="django_taskqueue.conf")
