@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from datetime import datetime, timedelta
@@ -243,6 +244,8 @@ def insert_tasks(tasks: list[Task], using: str) -> list[Task]:
     models = _models()
     if not tasks:
         return []
+    if len(tasks) == 1:
+        return [tasks[0]] if _insert_one(tasks[0], using) else []
     seen: set[str] = set()
     unique = []
     for task in tasks:
@@ -260,30 +263,13 @@ def insert_tasks(tasks: list[Task], using: str) -> list[Task]:
     several = len(unique) > batch_size
     block = transaction.atomic(using=using, savepoint=False) if several else nullcontext()
     with transaction.mark_for_rollback_on_error(using), block:
-        if len(unique) == 1:
-            # The common case, enqueue(): the SQL is the same every time, only the
-            # values change, so compile it once per connection.
-            sql = _single_insert_sql(connection, using, on_conflict)
-            task = unique[0]
-            # Values were validated (aware datetimes, UUIDs, JSON data), so only the
-            # backend's adaptation is left: prepared=True skips re-validating them.
-            params = [
-                f.get_db_prep_value(getattr(task, f.attname), connection, prepared=True)
-                if convert
-                else getattr(task, f.attname)
-                for f, convert in _insert_fields()
-            ]
-            with _insert_cursor(connection) as cursor:
-                cursor.execute(sql, params)
-                inserted = cursor.rowcount
-        else:
-            for start in range(0, len(unique), batch_size):
-                query = InsertQuery(models.Task, on_conflict=on_conflict)
-                query.insert_values(fields, unique[start : start + batch_size])
-                with connection.cursor() as cursor:
-                    for sql, params in query.get_compiler(using=using).as_sql():
-                        cursor.execute(sql, params)
-                        inserted += cursor.rowcount
+        for start in range(0, len(unique), batch_size):
+            query = InsertQuery(models.Task, on_conflict=on_conflict)
+            query.insert_values(fields, unique[start : start + batch_size])
+            with connection.cursor() as cursor:
+                for sql, params in query.get_compiler(using=using).as_sql():
+                    cursor.execute(sql, params)
+                    inserted += cursor.rowcount
         if inserted < len(unique):
             # Only signed tasks can have been dropped; find which survived.
             signed = [t.pk for t in unique if t.signature is not None]
@@ -297,11 +283,38 @@ def insert_tasks(tasks: list[Task], using: str) -> list[Task]:
     return unique
 
 
+def _insert_one(task: Task, using: str) -> bool:
+    """enqueue()'s INSERT: False if the task's signature was already queued.
+
+    The SQL is the same every time, only the values change, so it is compiled once
+    per connection. The values were validated (aware datetimes, UUIDs, JSON data), so
+    only the backend's adaptation is left: ``prepared=True`` skips re-checking them.
+    """
+    connection = connections[using]
+    on_conflict = None if task.signature is None else OnConflict.IGNORE
+    sql = _single_insert_sql(connection, using, on_conflict)
+    values = task.__dict__
+    params = [
+        field.get_db_prep_value(values[attname], connection, prepared=True)
+        if convert
+        else values[attname]
+        for field, attname, convert in _insert_fields()
+    ]
+    with transaction.mark_for_rollback_on_error(using):
+        cursor = _insert_cursor(connection)
+        cursor.execute(sql, params)
+        stored = cursor.rowcount > 0
+    if stored:
+        task._state.adding = False
+        task._state.db = using
+    return stored
+
+
 _insert_sql: dict[tuple[str, str, Any], str] = {}
 
 
 @lru_cache(maxsize=1)
-def _insert_fields() -> list[tuple[Any, bool]]:
+def _insert_fields() -> list[tuple[Any, str, bool]]:
     """The queue table's fields, and whether a value needs the database's conversion.
 
     Strings and integers were validated and go to every driver as they are; UUIDs,
@@ -310,7 +323,7 @@ def _insert_fields() -> list[tuple[Any, bool]]:
     from django.db import models as fields
 
     plain = (fields.CharField, fields.TextField, fields.IntegerField)
-    return [(f, not isinstance(f, plain)) for f in _models().Task._meta.concrete_fields]
+    return [(f, f.attname, not isinstance(f, plain)) for f in _models().Task._meta.concrete_fields]
 
 
 def _insert_cursor(connection: Any) -> Any:
@@ -326,12 +339,21 @@ def _insert_cursor(connection: Any) -> Any:
     """
     if connection.vendor != "postgresql" or not _server_binding_available():
         return connection.cursor()
-    from django.db.backends.postgresql.base import ServerBindingCursor
-
     connection.close_if_health_check_failed()
     connection.ensure_connection()
+    driver_connection = connection.connection
+    # One driver cursor per driver connection, kept: making one costs more than the
+    # rest of enqueue()'s Python. The wrapper is not closed after use, so neither is it.
+    cursor = _insert_cursors.get(driver_connection)
+    if cursor is None or cursor.closed:
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        cursor = _insert_cursors[driver_connection] = ServerBindingCursor(driver_connection)
     with connection.wrap_database_errors:
-        return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+        return connection._prepare_cursor(cursor)
+
+
+_insert_cursors: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 @lru_cache(maxsize=1)

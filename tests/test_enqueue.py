@@ -62,6 +62,31 @@ def test_enqueue_is_one_query():
     assert len(ctx.captured_queries) == 1
 
 
+def test_enqueue_goes_through_execute_wrappers_and_keeps_its_values():
+    # The one-row INSERT may take a faster cursor than Django's default; database
+    # instrumentation (execute_wrapper) must still see it, and every value must
+    # arrive as given.
+    seen = []
+
+    def spy(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    when = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    arguments = {"text": "naïve ' quote", "n": 2**40, "x": 1.5, "nested": [None, True]}
+    with connection.execute_wrapper(spy):
+        task = enqueue(
+            "tests.record", arguments, priority=-7, retry_max=3, signature="s", start_time=when
+        )
+    assert len(seen) == 1 and seen[0].startswith("INSERT")
+    stored = Task.objects.get(pk=task.pk)
+    assert stored.arguments == arguments
+    assert (stored.priority, stored.retry_max, stored.signature) == (-7, 3, "s")
+    assert stored.start_at == when
+    assert stored.created_at == task.created_at
+    assert (stored.lock_id, stored.locked_until, stored.retry_count) == (None, None, 0)
+
+
 def test_signature_dedupe_drops_the_second():
     first = enqueue("tests.record", {"n": 1}, signature="sig")
     second = enqueue("tests.record", {"n": 2}, signature="sig")
