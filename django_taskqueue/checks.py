@@ -71,6 +71,7 @@ RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
         lambda v: _is_int(v) and 0 <= v <= 30,
         "an integer from 0 to 30 (a retry waits at most 2**cap minutes)",
     ),
+    "PREPARE_STATEMENTS": ("E025", lambda v: isinstance(v, bool), "True or False"),
     "RESULT_TTL": (
         "E019",
         lambda v: v is None or (_is_number(v) and v > 0),

@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "BACKOFF_EXPONENT_CAP": 20,
     # Seconds a finished Django tasks framework result is kept; None keeps them forever.
     "RESULT_TTL": 7 * 24 * 3600,
+    # PostgreSQL: the worker prepares its claim and acknowledgement statements.
+    "PREPARE_STATEMENTS": True,
 }
 
 
@@ -121,6 +123,10 @@ class TaskQueueSettings:
     @property
     def BACKOFF_EXPONENT_CAP(self) -> int:
         return self._get("BACKOFF_EXPONENT_CAP")  # type: ignore[no-any-return]
+
+    @property
+    def PREPARE_STATEMENTS(self) -> bool:
+        return self._get("PREPARE_STATEMENTS")  # type: ignore[no-any-return]
 
     @property
     def RESULT_TTL(self) -> float | None:

@@ -7,6 +7,7 @@ so SQLite takes its write lock at once instead of upgrading a read lock.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
@@ -16,7 +17,10 @@ from typing import Any
 
 from django.db import connections, transaction
 from django.db.models import F
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
+from .conf import conf
 from .lifecycle import final_error, requeued_copy, retry_values
 from .models import FailedTask, Task, uuid7
 from .publishing import insert_tasks
@@ -41,6 +45,11 @@ def _psycopg3() -> bool:
         return False
     return True
 
+
+logger = logging.getLogger("django_taskqueue")
+
+# A prepare_threshold no statement reaches: only prepare=True prepares.
+_ONLY_WHEN_ASKED = 2**62
 
 _JSONB_TEXT_LOADER: Any = None
 
@@ -76,8 +85,10 @@ class QueueStorage:
         lock_id: uuid.UUID,
         lock_timeout: float,
         queues: Sequence[str] | None = None,
+        prepare: bool | None = None,
     ) -> None:
         self.using = using
+        self.prepare = conf.PREPARE_STATEMENTS if prepare is None else prepare
         self.lock_id = lock_id
         self.lock_timeout = timedelta(seconds=lock_timeout)
         self.queues = list(queues) if queues else None
@@ -223,6 +234,10 @@ class QueueStorage:
         ]
         names = [f.attname for f in Task._meta.concrete_fields]
         using = self.using
+        # Model.__init__ does little more than set the attributes and send
+        # pre_init/post_init; without receivers for those, set them directly.
+        direct = not (pre_init.has_listeners(Task) or post_init.has_listeners(Task))
+        new = Task.__new__
         tasks = []
         for row in rows:
             values = list(row)
@@ -232,7 +247,15 @@ class QueueStorage:
                     value = function(value, col, connection)
                 values[index] = value
             ordered = [known if index is None else values[index] for known, index in layout]
-            tasks.append(Task.from_db(using, names, ordered))
+            if direct:
+                task = new(Task)
+                task.__dict__.update(zip(names, ordered, strict=True))
+                state = task._state = ModelState()
+                state.adding = False
+                state.db = using
+            else:
+                task = Task.from_db(using, names, ordered)
+            tasks.append(task)
         return tasks
 
     def _ready(self, now: datetime):  # type: ignore[no-untyped-def]
@@ -349,24 +372,56 @@ class QueueStorage:
     def _execute(self, sql: str, params: list[Any], fetch: bool = False) -> Any:
         """Run one of the hot statements: the rowcount, or the rows with ``fetch``.
 
-        On PostgreSQL with psycopg 3 they go through a server-side-binding cursor, so
-        psycopg prepares them after a few runs and the server skips parsing and
-        planning; elsewhere through Django's cursor.
+        On PostgreSQL with psycopg 3 they go through a server-side-binding cursor and,
+        with ``PREPARE_STATEMENTS``, are prepared: the server parses and plans each one
+        once per connection. Elsewhere they go through Django's cursor.
         """
         connection = self.connection
         if connection.vendor == "postgresql" and _psycopg3():
-            import psycopg
+            from psycopg import errors
 
             connection.ensure_connection()
-            with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-                if fetch:
-                    # Binary results parse faster; jsonb still reaches Django's
-                    # converter as text, as it does through Django's own cursors.
-                    cursor.adapters.register_loader("jsonb", _jsonb_text_loader())
-                cursor.execute(sql, params, prepare=True, binary=fetch)
-                return cursor.fetchall() if fetch else cursor.rowcount
+            with connection.wrap_database_errors:
+                try:
+                    return self._execute_psycopg(connection.connection, sql, params, fetch)
+                except (errors.InvalidSqlStatementName, errors.DuplicatePreparedStatement):
+                    if not self.prepare:
+                        raise
+                    # The server did not know (or already had) the statement's name,
+                    # so it did not run. A transaction-pooling proxy that does not
+                    # track prepared statements does this; carry on without them.
+                    logger.warning(
+                        "prepared statements do not survive on database %r (a "
+                        "transaction-pooling proxy?); the worker stops preparing its "
+                        "statements. Set TASKQUEUE['PREPARE_STATEMENTS'] = False to "
+                        "silence this.",
+                        self.using,
+                    )
+                    self.prepare = False
+                    driver = connection.connection
+                    if driver.prepare_threshold == _ONLY_WHEN_ASKED:
+                        driver.prepare_threshold = None
+                    if connection.in_atomic_block:
+                        raise  # the transaction is aborted; the caller retries it
+                    return self._execute_psycopg(driver, sql, params, fetch)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+            return cursor.fetchall() if fetch else cursor.rowcount
+
+    def _execute_psycopg(self, driver: Any, sql: str, params: list[Any], fetch: bool) -> Any:
+        import psycopg
+
+        if self.prepare and driver.prepare_threshold is None:
+            # Django turns psycopg's automatic preparation off (prepare_threshold
+            # None), which also ignores prepare=True. A threshold no statement
+            # reaches keeps Django's queries unprepared and lets these be prepared.
+            driver.prepare_threshold = _ONLY_WHEN_ASKED
+        with psycopg.Cursor(driver) as cursor:
+            if fetch:
+                # Binary results parse faster; jsonb still reaches Django's
+                # converter as text, as it does through Django's own cursors.
+                cursor.adapters.register_loader("jsonb", _jsonb_text_loader())
+            cursor.execute(sql, params, prepare=self.prepare, binary=fetch)
             return cursor.fetchall() if fetch else cursor.rowcount
 
     # Recovering -------------------------------------------------------------------

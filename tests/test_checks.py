@@ -45,6 +45,7 @@ BAD_VALUES = {
     "MAX_ARGUMENTS_SIZE": [0, 1.5],
     "BACKOFF_EXPONENT_CAP": [-1, 31],
     "RESULT_TTL": [0, -5, "3600", float("inf")],
+    "PREPARE_STATEMENTS": [1, "no", None],
 }
 
 
@@ -71,6 +72,7 @@ def test_good_values_pass(settings):
         "LOCK_TIMEOUT": 60,
         "AUTODISCOVER": None,
         "PREPROCESSORS": ["tests.test_enqueue.reject_secret"],
+        "PREPARE_STATEMENTS": False,
     }
     assert check_settings() == []
 

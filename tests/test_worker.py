@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from django_taskqueue import enqueue
 from django_taskqueue.models import FailedTask, Task, uuid7
+from django_taskqueue.results import Success
 from django_taskqueue.signals import task_failed, task_finished, task_started
 from django_taskqueue.storage import QueueStorage
 from django_taskqueue.worker import Worker
@@ -71,6 +72,43 @@ def test_claim_takes_priority_then_start_at_and_marks_the_claim():
         assert task.locked_until == now + timedelta(seconds=60)
     assert store.claim(10, now) == [low]
     assert store.claim(10, now) == []
+
+
+@pytest.mark.parametrize("with_receiver", [False, True])
+def test_claimed_tasks_are_complete_model_instances(with_receiver):
+    from django.db.models.signals import post_init
+
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance.pk)
+
+    arguments = {"text": "é", "list": [1, 2.5, None], "nested": {"a": True}}
+    for n in range(3):
+        enqueue("tests.record", {**arguments, "n": n}, signature=f"s{n}", retry_max=4)
+    store = storage()
+    now = timezone.now()
+    if with_receiver:
+        post_init.connect(receiver, sender=Task)
+    try:
+        # The claim on PostgreSQL and the one-statement cycle both build instances.
+        claimed = store.claim(1, now)
+        _, claimed[1:] = store.acknowledge_and_claim([], 2, now)
+    finally:
+        post_init.disconnect(receiver, sender=Task)
+    assert len(claimed) == 3
+    if with_receiver:
+        assert seen == [t.pk for t in claimed]
+    for task in claimed:
+        stored = Task.objects.get(pk=task.pk)
+        for field in Task._meta.concrete_fields:
+            assert getattr(task, field.attname) == getattr(stored, field.attname), field.name
+        assert task._state.adding is False and task._state.db == "default"
+        assert task == stored
+    # Saving a claimed instance updates its row, as for any instance from the ORM.
+    claimed[0].error = "edited"
+    claimed[0].save(update_fields=["error"])
+    assert Task.objects.get(pk=claimed[0].pk).error == "edited"
 
 
 def test_claim_filters_queues():
@@ -335,6 +373,61 @@ def test_postgresql_claim_keeps_an_index_plan_when_prepared():
             cursor.execute("RESET plan_cache_mode")
     assert "Seq Scan" not in plan, plan
     assert "django_taskqueue_task_pkey" in plan, plan
+
+
+def _prepared_claims():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%django_taskqueue_task%"],
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize("prepare", [True, False])
+def test_postgresql_worker_statements_are_prepared_unless_turned_off(taskqueue_settings, prepare):
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    taskqueue_settings["PREPARE_STATEMENTS"] = prepare
+    for n in range(5):
+        enqueue("tests.record", {"n": n})
+    store = storage()
+    now = timezone.now()
+    tasks = store.claim(2, now)
+    store.acknowledge_and_claim([(t, Success()) for t in tasks], 2, now)
+    assert (_prepared_claims() > 0) is prepare
+    # Django's own queries on the connection stay unprepared either way.
+    for _ in range(10):
+        list(Task.objects.filter(name="tests.record"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement NOT LIKE %s",
+            ["%pg_prepared_statements%"],
+        )
+        unrelated = cursor.fetchone()[0]
+    assert unrelated == (_prepared_claims() if prepare else 0)
+
+
+def test_postgresql_worker_carries_on_when_prepared_statements_vanish(caplog):
+    # A transaction-pooling proxy that does not track prepared statements hands the
+    # next statement to a server connection that never saw it.
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    for n in range(8):
+        enqueue("tests.record", {"n": n})
+    store = storage()
+    now = timezone.now()
+    tasks = store.claim(2, now)
+    _, tasks = store.acknowledge_and_claim([(t, Success()) for t in tasks], 2, now)
+    assert store.prepare and _prepared_claims() >= 2
+    # Behind psycopg's back, so it still believes the statements exist.
+    connection.connection.pgconn.exec_(b"DEALLOCATE ALL")
+    report, more = store.acknowledge_and_claim([(t, Success()) for t in tasks], 2, now)
+    assert report.deleted == 2 and len(more) == 2
+    assert store.prepare is False
+    assert "prepared statements do not survive" in caplog.text
+    assert Task.objects.count() == 4
+    assert Task.objects.filter(lock_id=store.lock_id).count() == 2
 
 
 def test_max_tasks():
