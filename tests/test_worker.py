@@ -413,6 +413,7 @@ def test_postgresql_worker_carries_on_when_prepared_statements_vanish(caplog):
     # next statement to a server connection that never saw it.
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL only")
+    caplog.set_level("WARNING", logger="django_taskqueue")
     for n in range(8):
         enqueue("tests.record", {"n": n})
     store = storage()
