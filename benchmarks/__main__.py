@@ -148,6 +148,12 @@ def main() -> int:
             widths = [max(len(row[i]) for row in table) for i in range(5)]
             for row in table:
                 print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+            rounds = result.get("drain_rounds", [])
+            if len(rounds) > 1:
+                print(
+                    "drain, defaults: median of alternating rounds; ratio per round: "
+                    + ", ".join(f"{ratio:.2f}x" for ratio in rounds)
+                )
     return 0
 
 
