@@ -365,7 +365,7 @@ def _server_binding_available() -> bool:
 
 @lru_cache(maxsize=1)
 def _task_attnames() -> list[str]:
-    return [f.attname for f in _models().Task._meta.concrete_fields]
+    return [attname for _, attname, _ in _insert_fields()]
 
 
 def _single_insert_sql(connection: Any, using: str, on_conflict: Any) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from django.db import connections, transaction
@@ -25,6 +26,8 @@ from .lifecycle import final_error, requeued_copy, retry_values
 from .models import FailedTask, Task, uuid7
 from .publishing import insert_tasks
 from .results import Error, Requeue, Result, Success
+
+logger = logging.getLogger("django_taskqueue")
 
 
 @dataclass
@@ -46,30 +49,24 @@ def _psycopg3() -> bool:
     return True
 
 
-logger = logging.getLogger("django_taskqueue")
-
 # A prepare_threshold no statement reaches: only prepare=True prepares.
 _ONLY_WHEN_ASKED = 2**62
 
-_JSONB_TEXT_LOADER: Any = None
 
-
+@lru_cache(maxsize=1)
 def _jsonb_text_loader() -> Any:
     """A psycopg loader of binary jsonb that returns the JSON text, as Django expects."""
-    global _JSONB_TEXT_LOADER
-    if _JSONB_TEXT_LOADER is None:
-        from psycopg.adapt import Loader
-        from psycopg.pq import Format
+    from psycopg.adapt import Loader
+    from psycopg.pq import Format
 
-        class JsonbTextBinaryLoader(Loader):
-            format = Format.BINARY
+    class JsonbTextBinaryLoader(Loader):
+        format = Format.BINARY
 
-            def load(self, data: Any) -> str:
-                # Binary jsonb is a version byte (1) followed by the JSON text.
-                return bytes(data[1:]).decode()
+        def load(self, data: Any) -> str:
+            # Binary jsonb is a version byte (1) followed by the JSON text.
+            return bytes(data[1:]).decode()
 
-        _JSONB_TEXT_LOADER = JsonbTextBinaryLoader
-    return _JSONB_TEXT_LOADER
+    return JsonbTextBinaryLoader
 
 
 def _returned_fields() -> list[Any]:
