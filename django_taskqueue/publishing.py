@@ -384,7 +384,8 @@ def _single_insert_sql(connection: Any, using: str, on_conflict: Any) -> str:
 def _send_enqueued(tasks: list[Task]) -> None:
     from .signals import task_enqueued
 
-    if task_enqueued.has_listeners():
+    # Not has_listeners(): without a sender it misses receivers connected for Task.
+    if task_enqueued.receivers:
         # The rows are stored: a failing receiver must not make the caller believe
         # otherwise, so it is logged, not raised.
         for task in tasks:

@@ -160,6 +160,21 @@ def test_task_enqueued_signal():
     assert len(seen) == 2 and seen[0] == task.pk
 
 
+def test_task_enqueued_reaches_a_receiver_connected_for_the_task_model():
+    seen = []
+
+    def receiver(sender, task, **kwargs):
+        seen.append((sender, task.pk))
+
+    task_enqueued.connect(receiver, sender=Task)
+    try:
+        one = enqueue("tests.record")
+        [two] = enqueue_many([("tests.record", {})])
+    finally:
+        task_enqueued.disconnect(receiver, sender=Task)
+    assert seen == [(Task, one.pk), (Task, two.pk)]
+
+
 def upper_name_arguments(task):
     task.arguments = {k.upper(): v for k, v in task.arguments.items()}
     task.priority = 1
