@@ -262,12 +262,18 @@ def insert_tasks(tasks: list[Task], using: str) -> list[Task]:
     # One statement commits on its own; several must stand or fall together.
     several = len(unique) > batch_size
     block = transaction.atomic(using=using, savepoint=False) if several else nullcontext()
+    direct = _direct_bulk_insert(connection)
     with transaction.mark_for_rollback_on_error(using), block:
         for start in range(0, len(unique), batch_size):
-            query = InsertQuery(models.Task, on_conflict=on_conflict)
-            query.insert_values(fields, unique[start : start + batch_size])
+            batch = unique[start : start + batch_size]
+            if direct:
+                statements = [_bulk_insert(connection, on_conflict, batch)]
+            else:
+                query = InsertQuery(models.Task, on_conflict=on_conflict)
+                query.insert_values(fields, batch)
+                statements = query.get_compiler(using=using).as_sql()
             with connection.cursor() as cursor:
-                for sql, params in query.get_compiler(using=using).as_sql():
+                for sql, params in statements:
                     cursor.execute(sql, params)
                     inserted += cursor.rowcount
         if inserted < len(unique):
@@ -283,23 +289,61 @@ def insert_tasks(tasks: list[Task], using: str) -> list[Task]:
     return unique
 
 
-def _insert_one(task: Task, using: str) -> bool:
-    """enqueue()'s INSERT: False if the task's signature was already queued.
+def _direct_bulk_insert(connection: Any) -> bool:
+    """Whether enqueue_many() builds its multi-row INSERT itself.
 
-    The SQL is the same every time, only the values change, so it is compiled once
-    per connection. The values were validated (aware datetimes, UUIDs, JSON data), so
-    only the backend's adaptation is left: ``prepared=True`` skips re-checking them.
+    Django's insert compiler spends tens of microseconds of Python per row (pre_save,
+    prepare and placeholders for every field of every object); the task rows are
+    validated already, so a multi-row ``VALUES`` list with the backend's adaptation of
+    each value does the same job. On PostgreSQL Django's compiler stays: it inserts
+    through ``UNNEST`` of one array per column, which the database handles faster than
+    a long ``VALUES`` list.
     """
-    connection = connections[using]
-    on_conflict = None if task.signature is None else OnConflict.IGNORE
-    sql = _single_insert_sql(connection, using, on_conflict)
+    return connection.vendor != "postgresql" and connection.features.has_bulk_insert
+
+
+def _bulk_insert(connection: Any, on_conflict: Any, tasks: list[Task]) -> tuple[str, list[Any]]:
+    """One multi-row INSERT of ``tasks`` and its parameters, as Django would build it."""
+    ops = connection.ops
+    fields = _models().Task._meta.concrete_fields
+    qn = ops.quote_name
+    row = ["%s"] * len(fields)
+    parts = [
+        f"{ops.insert_statement(on_conflict=on_conflict)} {qn(_models().Task._meta.db_table)}",
+        f"({', '.join(qn(f.column) for f in fields)})",
+        ops.bulk_insert_sql(fields, [row] * len(tasks)),
+    ]
+    suffix = ops.on_conflict_suffix_sql(fields, on_conflict, (), ())
+    if suffix:
+        parts.append(suffix)
+    return " ".join(parts), [value for task in tasks for value in _insert_params(task, connection)]
+
+
+def _insert_params(task: Task, connection: Any) -> list[Any]:
+    """The INSERT's values for ``task``, adapted for ``connection``'s backend.
+
+    The values were validated (aware datetimes, UUIDs, JSON data), so only the
+    backend's adaptation is left: ``prepared=True`` skips re-checking them.
+    """
     values = task.__dict__
-    params = [
+    return [
         field.get_db_prep_value(values[attname], connection, prepared=True)
         if convert
         else values[attname]
         for field, attname, convert in _insert_fields()
     ]
+
+
+def _insert_one(task: Task, using: str) -> bool:
+    """enqueue()'s INSERT: False if the task's signature was already queued.
+
+    The SQL is the same every time, only the values change, so it is compiled once
+    per connection.
+    """
+    connection = connections[using]
+    on_conflict = None if task.signature is None else OnConflict.IGNORE
+    sql = _single_insert_sql(connection, using, on_conflict)
+    params = _insert_params(task, connection)
     with transaction.mark_for_rollback_on_error(using):
         cursor = _insert_cursor(connection)
         cursor.execute(sql, params)

@@ -87,6 +87,29 @@ def test_enqueue_goes_through_execute_wrappers_and_keeps_its_values():
     assert (stored.lock_id, stored.locked_until, stored.retry_count) == (None, None, 0)
 
 
+def test_enqueue_many_keeps_every_value():
+    # enqueue_many() may build its multi-row INSERT itself; every value of every row
+    # must arrive as given, also next to a row whose signature is already queued.
+    enqueue("tests.record", signature="taken")
+    when = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    first = {"text": "naïve ' quote", "n": 2**40, "x": 1.5, "nested": [None, True]}
+    stored = enqueue_many(
+        [
+            {"name": "tests.record", "arguments": first, "priority": -7, "start_time": when},
+            {"name": "tests.record", "signature": "taken"},
+            {"name": "tests.noop", "retry_max": 3, "signature": "s", "queue": "emails"},
+        ]
+    )
+    assert [t.name for t in stored] == ["tests.record", "tests.noop"]
+    rows = {row.pk: row for row in Task.objects.filter(pk__in=[t.pk for t in stored])}
+    for task in stored:
+        row = rows[task.pk]
+        for field in Task._meta.concrete_fields:
+            assert getattr(row, field.attname) == getattr(task, field.attname), field.name
+    assert rows[stored[0].pk].arguments == first
+    assert rows[stored[0].pk].start_at == when
+
+
 def test_signature_dedupe_drops_the_second():
     first = enqueue("tests.record", {"n": 1}, signature="sig")
     second = enqueue("tests.record", {"n": 2}, signature="sig")
