@@ -62,27 +62,33 @@ def rows(r: dict) -> list[tuple[str, str, str, str, str]]:
     def ratio(ours: float, raw: float) -> str:
         return f"{ours / raw:.2f}x" if raw else "-"
 
+    # The targets are set for PostgreSQL; other databases show their figures only.
+    targets = r["vendor"] == "postgresql"
+
+    def target(text: str) -> str:
+        return text if targets else ""
+
     table = [
         (
             "enqueue, 1 per transaction (/s)",
             f"{r['enqueue']:.0f}",
             f"{r['raw_insert']:.0f}",
             ratio(r["enqueue"], r["raw_insert"]),
-            ">= 0.70x",
+            target(">= 0.70x"),
         ),
         (
             "enqueue_many (/s)",
             f"{r['enqueue_many']:.0f}",
             f"{r['raw_bulk']:.0f}",
             ratio(r["enqueue_many"], r["raw_bulk"]),
-            ">= 0.50x",
+            target(">= 0.50x"),
         ),
         (
             "drain, 1 process, defaults (/s)",
             f"{r['drain_default']['rate']:.0f}",
             f"{r['raw_claim_32']:.0f}",
             ratio(r["drain_default"]["rate"], r["raw_claim_32"]),
-            ">= 0.25x",
+            target(">= 0.25x"),
         ),
         (
             "drain, 1 process, 1 thread (/s)",
@@ -98,7 +104,7 @@ def rows(r: dict) -> list[tuple[str, str, str, str, str]]:
             ratio(r["drain_2_processes"]["rate"], r["raw_claim_32"]),
             "",
         ),
-        ("worker peak RSS (MB)", f"{r['drain_default']['rss_mb']:.1f}", "", "", "<= 60"),
+        ("worker peak RSS (MB)", f"{r['drain_default']['rss_mb']:.1f}", "", "", target("<= 60")),
     ]
     if "pickup" in r:
         (p50, p95), (raw50, raw95) = r["pickup"], r["raw_pickup"]
@@ -108,14 +114,14 @@ def rows(r: dict) -> list[tuple[str, str, str, str, str]]:
                 f"{p50 * 1000:.2f}",
                 f"{raw50 * 1000:.2f}",
                 ratio(p50, raw50),
-                "<= 2x",
+                target("<= 2x"),
             ),
             (
                 "pickup latency p95 (ms)",
                 f"{p95 * 1000:.2f}",
                 f"{raw95 * 1000:.2f}",
                 ratio(p95, raw95),
-                "<= 3x",
+                target("<= 3x"),
             ),
         ]
     return table

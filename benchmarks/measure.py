@@ -228,7 +228,7 @@ def main() -> None:
         raw.drop_table()
 
     result["enqueue_many"] = enqueue_bulk(n_bulk)
-    result["drain_1_thread"] = drain(n_drain // 4, "--workers", "1")
+    result["drain_1_thread"] = drain(n_drain, "--workers", "1")
     result["drain_2_processes"] = drain(n_drain, "--processes", "2")
     if vendor == "postgresql":
         result["pickup"] = pickup(n_pickup, 0.02)
