@@ -101,24 +101,45 @@ def _check_json(value: Any, path: str) -> None:
     )
 
 
-def check_arguments(arguments: Any) -> dict[str, Any]:
-    """Validate a task's arguments: a JSON object within MAX_ARGUMENTS_SIZE bytes."""
+def check_arguments(arguments: Any) -> tuple[dict[str, Any], str]:
+    """Validate a task's arguments: a JSON object within MAX_ARGUMENTS_SIZE bytes.
+
+    Returns a copy of the arguments, and their compact JSON text.
+    """
     if arguments is None:
-        return {}
+        return {}, "{}"
     if not isinstance(arguments, Mapping):
         raise InvalidTask(
             f"arguments must be a dict (a JSON object), not {type(arguments).__name__}"
         )
     arguments = dict(arguments)
-    _check_json(arguments, "arguments")
+    text = _arguments_json(arguments)
+    # ASCII only (ensure_ascii): one byte per character.
     limit = conf.MAX_ARGUMENTS_SIZE
-    size = len(json.dumps(arguments, separators=(",", ":")).encode())
-    if size > limit:
+    if len(text) > limit:
         raise InvalidTask(
-            f"arguments take {size} bytes as JSON; the limit is {limit} "
+            f"arguments take {len(text)} bytes as JSON; the limit is {limit} "
             "(TASKQUEUE['MAX_ARGUMENTS_SIZE']). Store large data elsewhere and pass its key."
         )
-    return arguments
+    return arguments, text
+
+
+def _arguments_json(arguments: dict[str, Any]) -> str:
+    """The compact JSON text of ``arguments``; InvalidTask naming the problem if not JSON.
+
+    ``json.dumps`` walks the data in C, and refuses what is not JSON data (other types,
+    NaN and infinities). It converts keys that are not strings, though, so the text is
+    read back and compared. If anything differs (or fails), the walk in Python names
+    the problem; it also accepts tuples, which JSON stores as lists.
+    """
+    try:
+        text = json.dumps(arguments, separators=(",", ":"), allow_nan=False)
+        if json.loads(text) == arguments:
+            return text
+    except (TypeError, ValueError):
+        pass
+    _check_json(arguments, "arguments")
+    return json.dumps(arguments, separators=(",", ":"))
 
 
 def validate_task(task: Task) -> None:
@@ -127,7 +148,9 @@ def validate_task(task: Task) -> None:
     _check_text("name", task.name, 255)
     if task.name == CATCH_ALL:
         raise InvalidTask(f"{CATCH_ALL!r} is reserved for catch-all consumers")
-    task.arguments = check_arguments(task.arguments)
+    task.arguments, text = check_arguments(task.arguments)
+    # The INSERT sends this text rather than encoding the arguments again.
+    task.__dict__[_JSON_TEXT] = (task.arguments, text)
     _check_priority(task.priority, models)
     _check_number("retry_max", task.retry_max, integer=True)
     if task.retry_max > 2**31 - 1:
@@ -323,15 +346,34 @@ def _insert_params(task: Task, connection: Any) -> list[Any]:
     """The INSERT's values for ``task``, adapted for ``connection``'s backend.
 
     The values were validated (aware datetimes, UUIDs, JSON data), so only the
-    backend's adaptation is left: ``prepared=True`` skips re-checking them.
+    backend's adaptation is left: ``prepared=True`` skips re-checking them. The
+    arguments go as the JSON text validation made, if they are still the same object.
     """
     values = task.__dict__
-    return [
-        field.get_db_prep_value(values[attname], connection, prepared=True)
-        if convert
-        else values[attname]
-        for field, attname, convert in _insert_fields()
-    ]
+    validated = values.get(_JSON_TEXT)
+    params = []
+    for field, attname, kind in _insert_fields():
+        value = values[attname]
+        if kind == _PLAIN:
+            params.append(value)
+        elif kind == _JSON and validated is not None and validated[0] is value:
+            params.append(_json_param(validated[1], connection))
+        else:
+            params.append(field.get_db_prep_value(value, connection, prepared=True))
+    return params
+
+
+def _json_param(text: str, connection: Any) -> Any:
+    """JSON text as a parameter for a JSONField column, as Django's own adaptation sends it."""
+    if connection.vendor == "postgresql":
+        from django.db.backends.postgresql.psycopg_any import Jsonb
+
+        return Jsonb(text, dumps=_as_is)
+    return text  # SQLite, MySQL and MariaDB take JSON as text
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 def _insert_one(task: Task, using: str) -> bool:
@@ -357,9 +399,15 @@ def _insert_one(task: Task, using: str) -> bool:
 _insert_sql: dict[tuple[str, str, Any], str] = {}
 
 
+# How _insert_params treats each field's value.
+_PLAIN, _CONVERT, _JSON = 0, 1, 2
+# Where validate_task leaves the arguments' JSON text on the instance.
+_JSON_TEXT = "_taskqueue_arguments_json"
+
+
 @lru_cache(maxsize=1)
-def _insert_fields() -> list[tuple[Any, str, bool]]:
-    """The queue table's fields, and whether a value needs the database's conversion.
+def _insert_fields() -> list[tuple[Any, str, int]]:
+    """The queue table's fields, and what a value needs before it goes to the database.
 
     Strings and integers were validated and go to every driver as they are; UUIDs,
     datetimes and JSON need the backend's adaptation.
@@ -367,7 +415,13 @@ def _insert_fields() -> list[tuple[Any, str, bool]]:
     from django.db import models as fields
 
     plain = (fields.CharField, fields.TextField, fields.IntegerField)
-    return [(f, f.attname, not isinstance(f, plain)) for f in _models().Task._meta.concrete_fields]
+
+    def kind(field: Any) -> int:
+        if isinstance(field, fields.JSONField) and field.encoder is None:
+            return _JSON
+        return _PLAIN if isinstance(field, plain) else _CONVERT
+
+    return [(f, f.attname, kind(f)) for f in _models().Task._meta.concrete_fields]
 
 
 def _insert_cursor(connection: Any) -> Any:

@@ -110,6 +110,13 @@ def test_enqueue_many_keeps_every_value():
     assert rows[stored[0].pk].start_at == when
 
 
+def test_tuples_in_arguments_are_stored_as_lists():
+    single = enqueue("tests.record", {"pair": (1, 2), "deep": [{"t": ("a",)}]})
+    [bulk] = enqueue_many([("tests.record", {"pair": (3, 4)})])
+    assert Task.objects.get(pk=single.pk).arguments == {"pair": [1, 2], "deep": [{"t": ["a"]}]}
+    assert Task.objects.get(pk=bulk.pk).arguments == {"pair": [3, 4]}
+
+
 def test_signature_dedupe_drops_the_second():
     first = enqueue("tests.record", {"n": 1}, signature="sig")
     second = enqueue("tests.record", {"n": 2}, signature="sig")
