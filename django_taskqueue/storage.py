@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -108,12 +108,19 @@ class QueueStorage:
             vendor == "sqlite" and self.connection.features.can_return_columns_from_insert
         ):
             tasks = self._claim_returning(limit, now)
-        elif self.connection.features.has_select_for_update_skip_locked:
+        elif self._claims_with_skip_locked():
             tasks = self._claim_skip_locked(limit, now)
         else:
             tasks = self._claim_optimistic(limit, now)
         tasks.sort(key=lambda t: (t.priority, t.start_at))
         return tasks
+
+    def _claims_with_skip_locked(self) -> bool:
+        """MySQL/MariaDB: no UPDATE ... RETURNING, but SELECT ... FOR UPDATE SKIP LOCKED."""
+        features = self.connection.features
+        return self.connection.vendor not in ("postgresql", "sqlite") and bool(
+            features.has_select_for_update_skip_locked
+        )
 
     def _prep(self, field_name: str, value: object) -> object:
         return Task._meta.get_field(field_name).get_db_prep_value(value, self.connection)
@@ -125,16 +132,13 @@ class QueueStorage:
         qn = self.connection.ops.quote_name
         table = qn(Task._meta.db_table)
         locked_until = now + self.lock_timeout
+        where, where_params = self._ready_where(now)
         params: list[object] = [
             self._prep("lock_id", self.lock_id),
             self._prep("locked_until", locked_until),
-            self._prep("start_at", now),
+            *where_params,
+            limit,
         ]
-        where = f"{qn('locked_until')} IS NULL AND {qn('start_at')} <= %s"
-        if self.queues:
-            where += f" AND {qn('queue')} IN ({', '.join(['%s'] * len(self.queues))})"
-            params.extend(self.queues)
-        params.append(limit)
         pick = (
             f"SELECT {qn('id')} FROM {table} WHERE {where} "
             f"ORDER BY {qn('priority')}, {qn('start_at')} LIMIT %s"
@@ -154,6 +158,16 @@ class QueueStorage:
             f"RETURNING {', '.join(qn(f.column) for f in fields)}"
         )
         return sql, params, fields, locked_until
+
+    def _ready_where(self, now: datetime) -> tuple[str, list[object]]:
+        """The WHERE clause of due, unclaimed tasks (of this worker's queues)."""
+        qn = self.connection.ops.quote_name
+        params: list[object] = [self._prep("start_at", now)]
+        where = f"{qn('locked_until')} IS NULL AND {qn('start_at')} <= %s"
+        if self.queues:
+            where += f" AND {qn('queue')} IN ({', '.join(['%s'] * len(self.queues))})"
+            params.extend(self.queues)
+        return where, params
 
     def _claim_returning(self, limit: int, now: datetime) -> list[Task]:
         sql, params, fields, locked_until = self._claim_statement(limit, now)
@@ -177,6 +191,18 @@ class QueueStorage:
             ids = [task.pk for task, _ in outcomes]
             deleted = self._delete_mine(ids)
             return FinishReport(deleted=deleted, lost=len(ids) - deleted), []
+        if simple and limit > 0 and self._claims_with_skip_locked():
+            # MySQL/MariaDB: DELETE, SELECT ... FOR UPDATE SKIP LOCKED and UPDATE, one
+            # commit.
+            with self._transaction():
+                report = None
+                if outcomes:
+                    ids = [task.pk for task, _ in outcomes]
+                    deleted = self._delete_mine(ids)
+                    report = FinishReport(deleted=deleted, lost=len(ids) - deleted)
+                tasks = self._lock_and_mark(limit, now)
+            tasks.sort(key=lambda t: (t.priority, t.start_at))
+            return report, tasks
         report = None
         block = transaction.atomic(using=self.using) if outcomes and limit > 0 else nullcontext()
         with block:
@@ -263,16 +289,65 @@ class QueueStorage:
 
     def _claim_skip_locked(self, limit: int, now: datetime) -> list[Task]:
         """MySQL/MariaDB: lock the rows with SKIP LOCKED, mark them, commit."""
+        with self._transaction():
+            return self._lock_and_mark(limit, now)
+
+    def _lock_and_mark(self, limit: int, now: datetime) -> list[Task]:
+        """SELECT ... FOR UPDATE SKIP LOCKED, then UPDATE the rows it locked; the caller
+        holds the transaction."""
+        qn = self.connection.ops.quote_name
+        table = qn(Task._meta.db_table)
+        fields = _returned_fields()
+        where, params = self._ready_where(now)
+        rows = self._execute(
+            f"SELECT {', '.join(qn(f.column) for f in fields)} FROM {table} WHERE {where} "
+            f"ORDER BY {qn('priority')}, {qn('start_at')} LIMIT %s FOR UPDATE SKIP LOCKED",
+            [*params, limit],
+            fetch=True,
+        )
         locked_until = now + self.lock_timeout
-        with transaction.atomic(using=self.using, savepoint=False):
-            tasks = list(self._ready(now).select_for_update(skip_locked=True)[:limit])
-            if tasks:
-                self._tasks().filter(pk__in=[t.pk for t in tasks]).update(
-                    lock_id=self.lock_id, locked_until=locked_until
-                )
-        for task in tasks:
-            task.lock_id, task.locked_until = self.lock_id, locked_until
-        return tasks
+        if rows:
+            at = fields.index(Task._meta.pk)
+            self._execute(
+                f"UPDATE {table} SET {qn('lock_id')} = %s, {qn('locked_until')} = %s "
+                f"WHERE {qn('id')} IN ({', '.join(['%s'] * len(rows))})",
+                [
+                    self._prep("lock_id", self.lock_id),
+                    self._prep("locked_until", locked_until),
+                    *(row[at] for row in rows),
+                ],
+            )
+        return self._tasks_from_rows(fields, rows, locked_until)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction around the block.
+
+        On MySQL/MariaDB, when Django's connection is in autocommit mode outside any
+        atomic block (as the worker's is), the transaction is ``START TRANSACTION`` and
+        ``COMMIT`` sent as statements: ``atomic()`` turns autocommit off before and on
+        after, two more round trips per claim. Django's view of the connection does
+        not change: autocommit, no atomic block. Elsewhere, ``atomic()``.
+        """
+        connection = self.connection
+        if (
+            connection.vendor != "mysql"
+            or connection.in_atomic_block
+            or not connection.get_autocommit()
+        ):
+            with transaction.atomic(using=self.using, savepoint=False):
+                yield
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("START TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                # If the connection is gone, so is the transaction.
+                with suppress(Exception):
+                    cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
 
     def _claim_optimistic(self, limit: int, now: datetime) -> list[Task]:
         """Databases without either: the guarded UPDATE decides who wins each row."""

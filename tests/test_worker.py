@@ -5,7 +5,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -506,3 +506,67 @@ def test_threads_keep_their_connection_across_tasks(settings):
         enqueue("tests.connection")
     burst(workers=1)
     assert Run.objects.values("arguments__conn").distinct().count() == 1
+
+
+def _in_transaction():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@in_transaction")
+        return cursor.fetchone()[0]
+
+
+def _locked_elsewhere():
+    """Claimed rows as another connection sees them (committed work only)."""
+    from django.db import connections
+
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), count(lock_id) FROM django_taskqueue_task",
+            )
+            return cursor.fetchone()
+    finally:
+        other.close()
+
+
+def test_mysql_cycle_is_one_transaction_that_leaves_django_in_autocommit():
+    # MySQL/MariaDB: the claim's transaction is START TRANSACTION ... COMMIT sent as
+    # statements; Django's view of the connection must stay autocommit, outside any
+    # atomic block, with nothing left open.
+    if connection.vendor != "mysql":
+        pytest.skip("MySQL/MariaDB only")
+    for n in range(5):
+        enqueue("tests.record", {"n": n})
+    store = storage()
+    now = timezone.now()
+    first = store.claim(2, now)
+    assert len(first) == 2 and all(t.lock_id == store.lock_id for t in first)
+    assert _locked_elsewhere() == (5, 2)
+    report, second = store.acknowledge_and_claim([(t, Success()) for t in first], 2, now)
+    assert report.deleted == 2 and len(second) == 2
+    assert {t.pk for t in second}.isdisjoint({t.pk for t in first})
+    assert _locked_elsewhere() == (3, 2)
+    assert connection.get_autocommit() and not connection.in_atomic_block
+    assert _in_transaction() == 0
+
+
+def test_mysql_claim_transaction_rolls_back_on_error():
+    if connection.vendor != "mysql":
+        pytest.skip("MySQL/MariaDB only")
+    enqueue("tests.record")
+    store = storage()
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), store._transaction():
+        assert _in_transaction() == 1
+        assert len(store._lock_and_mark(5, timezone.now())) == 1
+        raise Boom
+    assert _in_transaction() == 0
+    assert _locked_elsewhere() == (1, 0)
+    # Inside an atomic block the claim joins it, and goes with its rollback.
+    with pytest.raises(Boom), transaction.atomic():
+        assert len(store.claim(5, timezone.now())) == 1
+        raise Boom
+    assert _locked_elsewhere() == (1, 0)
+    assert len(store.claim(5, timezone.now())) == 1
