@@ -555,6 +555,7 @@ def test_mysql_claim_transaction_rolls_back_on_error():
         pytest.skip("MySQL/MariaDB only")
     enqueue("tests.record")
     store = storage()
+
     class Boom(Exception):
         pass
 
