@@ -19,7 +19,19 @@ COLUMNS = (
 
 
 def new_connection():
-    """A plain driver connection (psycopg, MySQLdb or sqlite3) in autocommit mode."""
+    """A plain driver connection (psycopg, MySQLdb or sqlite3) in autocommit mode.
+
+    On PostgreSQL it is psycopg with its own defaults, not Django's: values bound on
+    the server, and each statement prepared once it has run a few times. (Django
+    quotes values into the SQL text and prepares nothing, for connection poolers.)
+    """
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        params = connection.get_connection_params()
+        for django_default in ("cursor_factory", "context", "prepare_threshold"):
+            params.pop(django_default, None)
+        return psycopg.connect(**params, autocommit=True)
     conn = connection.get_new_connection(connection.get_connection_params())
     if connection.vendor == "sqlite":
         conn.isolation_level = None  # autocommit; BEGIN/COMMIT by hand
@@ -27,7 +39,7 @@ def new_connection():
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
     else:
-        conn.autocommit = True if connection.vendor == "postgresql" else conn.autocommit(True)
+        conn.autocommit(True)
     return conn
 
 

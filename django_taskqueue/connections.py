@@ -8,11 +8,41 @@ an error and no longer answers.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 logger = logging.getLogger("django_taskqueue")
+
+# A psycopg prepare_threshold that no statement reaches: only prepare=True prepares.
+ONLY_WHEN_ASKED = 2**62
+
+
+def allow_preparing(driver_connection: Any) -> None:
+    """Let ``execute(..., prepare=True)`` prepare on a psycopg connection from Django.
+
+    Django sets psycopg's ``prepare_threshold`` to None (for connection poolers), and
+    psycopg then ignores ``prepare=True`` too. A threshold no statement reaches keeps
+    Django's own queries unprepared and lets the queue's statements be prepared. A
+    threshold the site set in ``OPTIONS`` is left alone.
+    """
+    if driver_connection.prepare_threshold is None:
+        driver_connection.prepare_threshold = ONLY_WHEN_ASKED
+
+
+def lost_prepared_statement(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server did not know (or already had) a prepared statement.
+
+    A transaction-pooling proxy that does not track prepared statements does this: the
+    statement went to a server connection that never saw it, and did not run.
+    """
+    try:
+        from psycopg import errors
+    except ImportError:
+        return False
+    lost = (errors.InvalidSqlStatementName, errors.DuplicatePreparedStatement)
+    return isinstance(exc, lost) or isinstance(exc.__cause__, lost)
 
 
 class ThreadConnections:

@@ -14,13 +14,14 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models.constants import OnConflict
 from django.db.models.sql.subqueries import InsertQuery
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from .conf import conf
+from .connections import ONLY_WHEN_ASKED, allow_preparing, lost_prepared_statement
 from .exceptions import InvalidTask, NotReady, TaskRejected, UnknownTaskName
 from .registry import CATCH_ALL, registry
 
@@ -388,7 +389,16 @@ def _insert_one(task: Task, using: str) -> bool:
     params = _insert_params(task, connection)
     with transaction.mark_for_rollback_on_error(using):
         cursor = _insert_cursor(connection)
-        cursor.execute(sql, params)
+        try:
+            cursor.execute(sql, params)
+        except DatabaseError as exc:
+            if not (getattr(cursor.cursor, "prepare_next", None) and lost_prepared_statement(exc)):
+                raise
+            # Prepared only outside a transaction, so nothing else was lost: the
+            # statement did not run. Go on unprepared in this process.
+            _stop_preparing(connection)
+            cursor = _insert_cursor(connection)
+            cursor.execute(sql, params)
         stored = cursor.rowcount > 0
     if stored:
         task._state.adding = False
@@ -426,14 +436,19 @@ def _insert_fields() -> list[tuple[Any, str, int]]:
 
 def _insert_cursor(connection: Any) -> Any:
     """A cursor for the one-row INSERT: Django's, or on PostgreSQL with psycopg 3, one
-    that binds the parameters on the server.
+    that binds the parameters on the server and may prepare the statement.
 
     Django's default psycopg 3 cursor quotes every value into the SQL text in Python;
     server-side binding sends them apart, which costs less on both sides. The cursor
     is wrapped like any Django cursor, so query logging, ``execute_wrapper()`` and
-    error translation still apply. Statements are prepared only if the connection's
-    ``OPTIONS["prepare_threshold"]`` asks for it (Django's default does not, for
-    connection poolers).
+    error translation still apply.
+
+    With ``PREPARE_STATEMENTS`` the INSERT is prepared when it runs outside a
+    transaction (autocommit, as in a view without ``ATOMIC_REQUESTS``): the server then
+    parses and plans it once per connection. Inside a transaction it is prepared only if
+    ``OPTIONS["prepare_threshold"]`` asks, as Django leaves it: a transaction-pooling
+    proxy that loses prepared statements would abort the caller's transaction, whereas
+    outside one the statement simply did not run and is sent again unprepared.
     """
     if connection.vendor != "postgresql" or not _server_binding_available():
         return connection.cursor()
@@ -444,14 +459,50 @@ def _insert_cursor(connection: Any) -> Any:
     # rest of enqueue()'s Python. The wrapper is not closed after use, so neither is it.
     cursor = _insert_cursors.get(driver_connection)
     if cursor is None or cursor.closed:
-        from django.db.backends.postgresql.base import ServerBindingCursor
-
-        cursor = _insert_cursors[driver_connection] = ServerBindingCursor(driver_connection)
+        cursor = _insert_cursors[driver_connection] = _preparing_cursor_class()(driver_connection)
+    prepare: bool | None = None  # psycopg's own rule: OPTIONS["prepare_threshold"]
+    if connection.alias in _unprepared_aliases:
+        prepare = False
+    elif conf.PREPARE_STATEMENTS and not connection.in_atomic_block:
+        allow_preparing(driver_connection)
+        prepare = True
+    elif driver_connection.prepare_threshold == ONLY_WHEN_ASKED:
+        # Prepared outside a transaction; inside one, psycopg must not use it.
+        prepare = False
+    cursor.prepare_next = prepare
     with connection.wrap_database_errors:
         return connection._prepare_cursor(cursor)
 
 
 _insert_cursors: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+# Aliases whose prepared statements were lost (a transaction-pooling proxy?).
+_unprepared_aliases: set[str] = set()
+
+
+def _stop_preparing(connection: Any) -> None:
+    if connection.alias not in _unprepared_aliases:
+        _unprepared_aliases.add(connection.alias)
+        logger.warning(
+            "prepared statements do not survive on database %r (a transaction-pooling "
+            "proxy?); enqueue() stops preparing its INSERT in this process. Set "
+            "TASKQUEUE['PREPARE_STATEMENTS'] = False to silence this.",
+            connection.alias,
+        )
+
+
+@lru_cache(maxsize=1)
+def _preparing_cursor_class() -> type:
+    """Django's server-binding cursor that prepares its statement when told to."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparingCursor(ServerBindingCursor):  # type: ignore[misc, valid-type]
+        prepare_next: bool | None = None
+
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            kwargs.setdefault("prepare", self.prepare_next)
+            return super().execute(query, params, **kwargs)
+
+    return PreparingCursor
 
 
 @lru_cache(maxsize=1)

@@ -22,6 +22,7 @@ from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
 from .conf import conf
+from .connections import ONLY_WHEN_ASKED, allow_preparing, lost_prepared_statement
 from .lifecycle import final_error, requeued_copy, retry_values
 from .models import FailedTask, Task, uuid7
 from .publishing import insert_tasks
@@ -47,10 +48,6 @@ def _psycopg3() -> bool:
     except ImportError:
         return False
     return True
-
-
-# A prepare_threshold no statement reaches: only prepare=True prepares.
-_ONLY_WHEN_ASKED = 2**62
 
 
 @lru_cache(maxsize=1)
@@ -450,14 +447,12 @@ class QueueStorage:
         """
         connection = self.connection
         if connection.vendor == "postgresql" and _psycopg3():
-            from psycopg import errors
-
             connection.ensure_connection()
             with connection.wrap_database_errors:
                 try:
                     return self._execute_psycopg(connection.connection, sql, params, fetch)
-                except (errors.InvalidSqlStatementName, errors.DuplicatePreparedStatement):
-                    if not self.prepare:
+                except Exception as exc:
+                    if not (self.prepare and lost_prepared_statement(exc)):
                         raise
                     # The server did not know (or already had) the statement's name,
                     # so it did not run. A transaction-pooling proxy that does not
@@ -471,7 +466,7 @@ class QueueStorage:
                     )
                     self.prepare = False
                     driver = connection.connection
-                    if driver.prepare_threshold == _ONLY_WHEN_ASKED:
+                    if driver.prepare_threshold == ONLY_WHEN_ASKED:
                         driver.prepare_threshold = None
                     if connection.in_atomic_block:
                         raise  # the transaction is aborted; the caller retries it
@@ -483,11 +478,8 @@ class QueueStorage:
     def _execute_psycopg(self, driver: Any, sql: str, params: list[Any], fetch: bool) -> Any:
         import psycopg
 
-        if self.prepare and driver.prepare_threshold is None:
-            # Django turns psycopg's automatic preparation off (prepare_threshold
-            # None), which also ignores prepare=True. A threshold no statement
-            # reaches keeps Django's queries unprepared and lets these be prepared.
-            driver.prepare_threshold = _ONLY_WHEN_ASKED
+        if self.prepare:
+            allow_preparing(driver)
         with psycopg.Cursor(driver) as cursor:
             if fetch:
                 # Binary results parse faster; jsonb still reaches Django's
