@@ -106,6 +106,25 @@ def rows(r: dict) -> list[tuple[str, str, str, str, str]]:
         ),
         ("worker peak RSS (MB)", f"{r['drain_default']['rss_mb']:.1f}", "", "", target("<= 60")),
     ]
+    if r.get("raw_insert_django"):
+        # The same raw loops on a connection set up as Django sets it up: values quoted
+        # into the SQL text, nothing prepared.
+        table += [
+            (
+                "  raw, Django's connection: insert",
+                f"{r['enqueue']:.0f}",
+                f"{r['raw_insert_django']:.0f}",
+                ratio(r["enqueue"], r["raw_insert_django"]),
+                "",
+            ),
+            (
+                "  raw, Django's connection: drain",
+                f"{r['drain_default']['rate']:.0f}",
+                f"{r['raw_claim_32_django']:.0f}",
+                ratio(r["drain_default"]["rate"], r["raw_claim_32_django"]),
+                "",
+            ),
+        ]
     if "pickup" in r:
         (p50, p95), (raw50, raw95) = r["pickup"], r["raw_pickup"]
         table += [

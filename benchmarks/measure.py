@@ -141,26 +141,35 @@ def pickup(count: int, interval: float) -> tuple[float, float]:
     return _percentiles([float(r[1]) for r in records])
 
 
-def enqueue_single(count: int, rounds: int = 10) -> tuple[float, float]:
-    """Rows per second of enqueue() and of the raw insert, measured in alternate rounds
-    so that both see the same machine and the same table sizes."""
+def enqueue_single(count: int, rounds: int = 10) -> tuple[float, float, float | None]:
+    """Rows per second of enqueue(), of the raw insert and (PostgreSQL) of the raw insert
+    on a connection set up as Django sets it up, measured in alternate rounds so that
+    all see the same machine and the same table sizes."""
+    from django.db import connection
+
     from benchmarks.raw import Inserter
     from django_taskqueue import enqueue
     from django_taskqueue.models import Task
 
-    inserter = Inserter()
-    ours = theirs = 0.0
+    inserters = [Inserter()]
+    if connection.vendor == "postgresql":
+        inserters.append(Inserter(django_settings=True))
+    ours = 0.0
+    theirs = [0.0] * len(inserters)
     per_round = max(1, count // rounds)
     for _ in range(rounds):
-        theirs += inserter.run(per_round)
+        for index, inserter in enumerate(inserters):
+            theirs[index] += inserter.run(per_round)
         started = time.perf_counter()
         for _ in range(per_round):
             enqueue("bench.noop")
         ours += time.perf_counter() - started
-    inserter.close()
+    for inserter in inserters:
+        inserter.close()
     Task.objects.all().delete()
     total = per_round * rounds
-    return total / ours, total / theirs
+    rates = [total / spent for spent in theirs]
+    return total / ours, rates[0], rates[1] if len(rates) > 1 else None
 
 
 def enqueue_bulk(count: int) -> float:
@@ -197,20 +206,28 @@ def main() -> None:
 
     raw.create_table()
     try:
-        result["enqueue"], result["raw_insert"] = enqueue_single(n_enqueue)
+        result["enqueue"], result["raw_insert"], result["raw_insert_django"] = enqueue_single(
+            n_enqueue
+        )
         result["raw_bulk"] = raw.insert_multi_row(n_bulk)
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {raw.TABLE}")
         # The headline drain and its raw limit run in alternating rounds, as the
         # enqueue loops do, and the medians are compared: one slow moment of a shared
         # machine then moves neither figure much.
-        raw_rates, runs = [], []
+        raw_rates, raw_django_rates, runs = [], [], []
         for _ in range(1 if short else 3):
             raw.insert_multi_row(n_drain)
             vacuum()
             raw_rates.append(raw.claim_and_delete(n_drain, 32))
+            if vendor == "postgresql":
+                raw.insert_multi_row(n_drain)
+                vacuum()
+                raw_django_rates.append(raw.claim_and_delete(n_drain, 32, django_settings=True))
             runs.append(drain(n_drain))
         result["raw_claim_32"] = statistics.median(raw_rates)
+        if raw_django_rates:
+            result["raw_claim_32_django"] = statistics.median(raw_django_rates)
         rates = [run["rate"] for run in runs]
         result["drain_default"] = {
             "rate": statistics.median(rates),

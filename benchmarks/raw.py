@@ -18,14 +18,15 @@ COLUMNS = (
 )
 
 
-def new_connection():
+def new_connection(django_settings: bool = False):
     """A plain driver connection (psycopg, MySQLdb or sqlite3) in autocommit mode.
 
     On PostgreSQL it is psycopg with its own defaults, not Django's: values bound on
     the server, and each statement prepared once it has run a few times. (Django
     quotes values into the SQL text and prepares nothing, for connection poolers.)
+    ``django_settings=True`` makes it the way Django does instead.
     """
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and not django_settings:
         import psycopg
 
         params = connection.get_connection_params()
@@ -38,6 +39,8 @@ def new_connection():
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
+    elif connection.vendor == "postgresql":
+        conn.autocommit = True
     else:
         conn.autocommit(True)
     return conn
@@ -108,8 +111,8 @@ def _values(count: int) -> str:
 class Inserter:
     """One INSERT (and commit) per row, on a connection of its own."""
 
-    def __init__(self) -> None:
-        self.conn = new_connection()
+    def __init__(self, django_settings: bool = False) -> None:
+        self.conn = new_connection(django_settings)
         self.cursor = self.conn.cursor()
         self.sql = _q(f"INSERT INTO {TABLE} ({COLUMNS}) VALUES {_values(1)}")
 
@@ -142,9 +145,9 @@ def insert_multi_row(count: int, batch: int = 1000) -> float:
     return count / elapsed
 
 
-def claim_and_delete(count: int, batch: int) -> float:
+def claim_and_delete(count: int, batch: int, django_settings: bool = False) -> float:
     """Rows per second: claim ``batch`` due rows and delete them, one commit per batch."""
-    conn = new_connection()
+    conn = new_connection(django_settings)
     cur = conn.cursor()
     vendor = connection.vendor
     now = (
