@@ -11,6 +11,8 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
+from .signalling import SignalRelay
+
 logger = logging.getLogger("django_taskqueue")
 
 
@@ -47,18 +49,23 @@ class Supervisor:
         process.start()
         self.children[slot] = process
         logger.info("started worker process %d (pid %s)", slot, process.pid)
+        if self.stopping.is_set():
+            # Stopped while it started: it missed the forwarded SIGTERM.
+            os.kill(process.pid, signal.SIGTERM)
 
-    def _signal(self, signum: int, frame: Any) -> None:
+    def _signal(self, signum: int) -> None:
+        """Runs in the signal relay's thread (see :mod:`django_taskqueue.signalling`)."""
         if self.stopping.is_set():
             logger.warning("second signal: killing worker processes")
-            for process in self.children.values():
+            for process in list(self.children.values()):
                 if process.is_alive():
                     os.kill(process.pid, signal.SIGKILL)
             os._exit(1)
         name = signal.Signals(signum).name
         logger.info("%s: stopping %d worker processes", name, len(self.children))
         self.stopping.set()
-        for process in self.children.values():
+        # A copy: the main thread may be replacing a child meanwhile.
+        for process in list(self.children.values()):
             if process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
 
@@ -66,7 +73,8 @@ class Supervisor:
         from django.db import connections
 
         connections.close_all()
-        old = {s: signal.signal(s, self._signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        relay = SignalRelay(self._signal, name="taskqueue-supervisor-signals")
+        relay.install([signal.SIGTERM, signal.SIGINT])
         try:
             for slot in range(self.processes):
                 self._start(slot)
@@ -99,6 +107,5 @@ class Supervisor:
                     if not self.stopping.is_set():
                         self._start(slot)
         finally:
-            for signum, handler in old.items():
-                signal.signal(signum, handler)
+            relay.restore()
         return self.exit_code

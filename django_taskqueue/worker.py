@@ -30,6 +30,7 @@ from .listener import Listener, can_listen
 from .models import Task, uuid7
 from .registry import ConsumerRegistry, registry, run_task
 from .results import Error, Failure, Requeue, Result
+from .signalling import SignalRelay
 from .signals import task_failed, task_finished, task_started
 from .storage import FinishReport, QueueStorage
 
@@ -102,6 +103,7 @@ class Worker:
         self._listener: Listener | None = None
         self._listen = listen
         self._old_handlers: dict[int, Any] = {}
+        self._relay: SignalRelay | None = None
         # Bumped when the database seems to have gone away; executor threads then
         # check their own connections before the next task.
         self._outages = 0
@@ -146,12 +148,13 @@ class Worker:
         Under a supervisor, SIGINT is ignored (a terminal's Ctrl-C goes to the
         supervisor, which forwards SIGTERM) and a repeated SIGTERM is too: a service
         manager may signal every process of the group as well as the supervisor.
-        The supervisor forces with SIGKILL.
+        The supervisor forces with SIGKILL. The signals are handled in a thread of
+        their own (see :mod:`django_taskqueue.signalling`).
         """
         if threading.current_thread() is not threading.main_thread():
             return
 
-        def handle(signum: int, frame: Any) -> None:
+        def handle(signum: int) -> None:
             name = signal.Signals(signum).name
             if self._stopping.is_set():
                 if supervised:
@@ -167,13 +170,15 @@ class Worker:
             )
             self.stop()
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self._old_handlers[signum] = signal.getsignal(signum)
-            signal.signal(signum, handle)
+        self._relay = SignalRelay(handle, name="taskqueue-signals")
+        self._relay.install([signal.SIGTERM] if supervised else [signal.SIGTERM, signal.SIGINT])
         if supervised:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self._old_handlers[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def restore_signal_handlers(self) -> None:
+        if self._relay is not None:
+            self._relay.restore()
+            self._relay = None
         for signum, handler in self._old_handlers.items():
             signal.signal(signum, handler)
         self._old_handlers.clear()

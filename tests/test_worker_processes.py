@@ -1,6 +1,7 @@
 """Real worker processes: draining, crashes, signals and broken connections."""
 
 import signal
+import subprocess
 import time
 
 import pytest
@@ -9,7 +10,7 @@ from django.db import connection
 from django_taskqueue import enqueue, enqueue_many
 from django_taskqueue.models import FailedTask, Task
 from tests.models import Run
-from tests.processes import worker
+from tests.processes import run_python, worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -30,6 +31,42 @@ def stop(proc, timeout=30):
 
 def log_text(path):
     return path.read_text() if path.exists() else ""
+
+
+@pytest.mark.parametrize("supervised", [True, False])
+def test_signals_that_arrive_while_the_main_thread_holds_a_lock_still_stop_it(supervised):
+    # Python runs a signal handler in the main thread between two bytecodes, maybe
+    # while that thread holds a lock the handler's work needs (here the wake-up
+    # Event's, as in Event.clear()). Two SIGTERMs at once (systemd signals the whole
+    # group, the supervisor forwards) once hung a worker this way.
+    proc = run_python(
+        "import logging, signal\n"
+        "logging.getLogger('django_taskqueue').setLevel(logging.INFO)\n"
+        "from django_taskqueue.worker import Worker\n"
+        "w = Worker(listen=False)\n"
+        f"w.install_signal_handlers(supervised={supervised})\n"
+        "with w._wake._cond:\n"
+        "    signal.raise_signal(signal.SIGTERM)\n"
+        "print(w._stopping.wait(10), flush=True)\n"
+        "signal.raise_signal(signal.SIGTERM)\n"
+        "import time; time.sleep(2)\n"
+        "print('still here', flush=True)\n"
+    )
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    if supervised:
+        # A repeated SIGTERM is ignored under a supervisor.
+        assert proc.returncode == 0, err
+        assert out.split("\n")[:2] == ["True", "still here"]
+        assert "SIGTERM again: still stopping" in err
+    else:
+        # Without one, the second SIGTERM exits at once.
+        assert proc.returncode == 1, err
+        assert out.split() == ["True"]
+        assert "SIGTERM again: exiting now" in err
 
 
 def test_three_processes_drain_3000_tasks_exactly_once(tmp_path):
