@@ -31,6 +31,16 @@ def allow_preparing(driver_connection: Any) -> None:
         driver_connection.prepare_threshold = ONLY_WHEN_ASKED
 
 
+def warn_prepared_statements_lost(alias: str, consequence: str) -> None:
+    logger.warning(
+        "prepared statements do not survive on database %r (a transaction-pooling "
+        "proxy?); %s in this process. Set TASKQUEUE['PREPARE_STATEMENTS'] = False to "
+        "silence this.",
+        alias,
+        consequence,
+    )
+
+
 def lost_prepared_statement(exc: BaseException) -> bool:
     """Whether ``exc`` says the server did not know (or already had) a prepared statement.
 

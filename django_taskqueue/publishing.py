@@ -21,7 +21,12 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from .conf import conf
-from .connections import ONLY_WHEN_ASKED, allow_preparing, lost_prepared_statement
+from .connections import (
+    ONLY_WHEN_ASKED,
+    allow_preparing,
+    lost_prepared_statement,
+    warn_prepared_statements_lost,
+)
 from .exceptions import InvalidTask, NotReady, TaskRejected, UnknownTaskName
 from .registry import CATCH_ALL, registry
 
@@ -327,20 +332,28 @@ def _direct_bulk_insert(connection: Any) -> bool:
 
 
 def _bulk_insert(connection: Any, on_conflict: Any, tasks: list[Task]) -> tuple[str, list[Any]]:
-    """One multi-row INSERT of ``tasks`` and its parameters, as Django would build it."""
+    """One multi-row INSERT of ``tasks`` and its parameters."""
+    sql = _insert_statement(connection, on_conflict, len(tasks))
+    return sql, [value for task in tasks for value in _insert_params(task, connection)]
+
+
+def _insert_statement(connection: Any, on_conflict: Any, rows: int) -> str:
+    """The INSERT of ``rows`` task rows, built from the backend's operations as
+    Django's insert compiler builds it (every field's placeholder is ``%s``)."""
     ops = connection.ops
-    fields = _models().Task._meta.concrete_fields
+    meta = _models().Task._meta
+    fields = meta.concrete_fields
     qn = ops.quote_name
     row = ["%s"] * len(fields)
     parts = [
-        f"{ops.insert_statement(on_conflict=on_conflict)} {qn(_models().Task._meta.db_table)}",
+        f"{ops.insert_statement(on_conflict=on_conflict)} {qn(meta.db_table)}",
         f"({', '.join(qn(f.column) for f in fields)})",
-        ops.bulk_insert_sql(fields, [row] * len(tasks)),
+        ops.bulk_insert_sql(fields, [row] * rows),
     ]
     suffix = ops.on_conflict_suffix_sql(fields, on_conflict, (), ())
     if suffix:
         parts.append(suffix)
-    return " ".join(parts), [value for task in tasks for value in _insert_params(task, connection)]
+    return " ".join(parts)
 
 
 def _insert_params(task: Task, connection: Any) -> list[Any]:
@@ -482,12 +495,7 @@ _unprepared_aliases: set[str] = set()
 def _stop_preparing(connection: Any) -> None:
     if connection.alias not in _unprepared_aliases:
         _unprepared_aliases.add(connection.alias)
-        logger.warning(
-            "prepared statements do not survive on database %r (a transaction-pooling "
-            "proxy?); enqueue() stops preparing its INSERT in this process. Set "
-            "TASKQUEUE['PREPARE_STATEMENTS'] = False to silence this.",
-            connection.alias,
-        )
+        warn_prepared_statements_lost(connection.alias, "enqueue() stops preparing its INSERT")
 
 
 @lru_cache(maxsize=1)
@@ -518,15 +526,11 @@ def _task_attnames() -> list[str]:
 
 
 def _single_insert_sql(connection: Any, using: str, on_conflict: Any) -> str:
-    """The compiled one-row INSERT for the queue table on ``using``."""
+    """The one-row INSERT for the queue table on ``using``, built once."""
     key = (using, connection.settings_dict["ENGINE"], on_conflict)
     sql = _insert_sql.get(key)
     if sql is None:
-        models = _models()
-        query = InsertQuery(models.Task, on_conflict=on_conflict)
-        query.insert_values(models.Task._meta.concrete_fields, [models.Task(name="x")])
-        [(sql, _)] = query.get_compiler(using=using).as_sql()
-        _insert_sql[key] = sql
+        sql = _insert_sql[key] = _insert_statement(connection, on_conflict, 1)
     return sql
 
 

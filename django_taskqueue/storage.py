@@ -7,7 +7,6 @@ so SQLite takes its write lock at once instead of upgrading a read lock.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
@@ -22,13 +21,16 @@ from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
 from .conf import conf
-from .connections import ONLY_WHEN_ASKED, allow_preparing, lost_prepared_statement
+from .connections import (
+    ONLY_WHEN_ASKED,
+    allow_preparing,
+    lost_prepared_statement,
+    warn_prepared_statements_lost,
+)
 from .lifecycle import final_error, requeued_copy, retry_values
 from .models import FailedTask, Task, uuid7
 from .publishing import insert_tasks
 from .results import Error, Requeue, Result, Success
-
-logger = logging.getLogger("django_taskqueue")
 
 
 @dataclass
@@ -66,9 +68,10 @@ def _jsonb_text_loader() -> Any:
     return JsonbTextBinaryLoader
 
 
-def _returned_fields() -> list[Any]:
+@lru_cache(maxsize=1)
+def _returned_fields() -> tuple[Any, ...]:
     """Every column but the claim's own, which the claimer already knows."""
-    return [f for f in Task._meta.concrete_fields if f.name not in ("lock_id", "locked_until")]
+    return tuple(f for f in Task._meta.concrete_fields if f.name not in ("lock_id", "locked_until"))
 
 
 class QueueStorage:
@@ -124,7 +127,7 @@ class QueueStorage:
 
     def _claim_statement(
         self, limit: int, now: datetime
-    ) -> tuple[str, list[object], list[Any], datetime]:
+    ) -> tuple[str, list[object], Sequence[Any], datetime]:
         """UPDATE ... WHERE id IN (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED]) RETURNING."""
         qn = self.connection.ops.quote_name
         table = qn(Task._meta.db_table)
@@ -230,7 +233,7 @@ class QueueStorage:
         return report, tasks
 
     def _tasks_from_rows(
-        self, fields: list[Any], rows: list[tuple[Any, ...]], locked_until: datetime
+        self, fields: Sequence[Any], rows: list[tuple[Any, ...]], locked_until: datetime
     ) -> list[Task]:
         """Task instances from raw rows, converting values the way the ORM would.
 
@@ -457,12 +460,8 @@ class QueueStorage:
                     # The server did not know (or already had) the statement's name,
                     # so it did not run. A transaction-pooling proxy that does not
                     # track prepared statements does this; carry on without them.
-                    logger.warning(
-                        "prepared statements do not survive on database %r (a "
-                        "transaction-pooling proxy?); the worker stops preparing its "
-                        "statements. Set TASKQUEUE['PREPARE_STATEMENTS'] = False to "
-                        "silence this.",
-                        self.using,
+                    warn_prepared_statements_lost(
+                        self.using, "the worker stops preparing its statements"
                     )
                     self.prepare = False
                     driver = connection.connection
