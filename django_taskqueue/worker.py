@@ -92,6 +92,9 @@ class Worker:
         self._ready: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         # Claim again once no more than this many claimed tasks wait for a thread.
         self._low_water = self.buffer_size - max(1, self.buffer_size // 2)
+        # The threads ran out of tasks while the last (full) claim was on its way:
+        # claim the next batch as soon as one is handed over (see _claim_size).
+        self._starved = False
         self._ack_due: float | None = None
         self._held: dict[uuid.UUID, Task] = {}  # claimed, not yet acknowledged
         self._running: dict[uuid.UUID, Task] = {}
@@ -315,9 +318,24 @@ class Worker:
         return room
 
     def _claim_size(self) -> int:
-        """How many tasks to claim now: 0 without room or reason to."""
-        if not self._maybe_more or self._ready.qsize() > self._low_water:
-            # Top up in batches, not one task at a time.
+        """How many tasks to claim now: 0 without room or reason to.
+
+        Normally the buffer is topped up once no more than half of it waits for a
+        thread, in batches rather than one task at a time, so at most ``buffer_size``
+        claimed tasks wait. When the threads ran out of work while the last full claim
+        was on its way (short tasks, a deep queue), waiting for the low-water mark
+        leaves them idle for every round trip: the next batch is then claimed as soon
+        as one is handed over, while its tasks run, so up to two batches wait.
+        """
+        if not self._maybe_more:
+            return 0
+        waiting = self._ready.qsize()
+        if self._starved and waiting <= self.buffer_size:
+            room = self.buffer_size
+            if self.max_tasks is not None:
+                room = min(room, self.max_tasks - self.claimed)
+            return max(0, room)
+        if waiting > self._low_water:
             return 0
         return max(0, self._room())
 
@@ -367,15 +385,18 @@ class Worker:
             self._acknowledged(batch, report)
         if not size:
             return False
+        full = len(tasks) == size
+        # Measured before the new batch goes in: the threads took every task handed
+        # to them before, and wait for more (for the very first claim, nobody knows).
+        self._starved = full and self.claimed > 0 and not self._ready.qsize()
         for task in tasks:
             self._held[task.pk] = task
             self._ready.put(task)
         self.claimed += len(tasks)
         if tasks:
             logger.debug("worker %s claimed %d task(s)", self.lock_id, len(tasks))
-        full = len(tasks) == size
         self._maybe_more = full
-        return full and self._room() > 0
+        return full and self._claim_size() > 0
 
     def _flush(self) -> None:
         """Acknowledge finished runs (without claiming: used while stopping)."""

@@ -571,3 +571,61 @@ def test_mysql_claim_transaction_rolls_back_on_error():
         raise Boom
     assert _locked_elsewhere() == (1, 0)
     assert len(store.claim(5, timezone.now())) == 1
+
+
+def _hand_out(worker, count=None):
+    """Do what the executor threads do with claimed tasks: take them, run them."""
+    taken = []
+    while count is None or len(taken) < count:
+        try:
+            taken.append(worker._ready.get_nowait())
+        except Exception:
+            break
+    return taken
+
+
+def _held_in_db(worker):
+    return Task.objects.filter(lock_id=worker.lock_id).count()
+
+
+def test_threads_that_run_dry_get_the_next_batch_claimed_while_one_waits():
+    # Short tasks and a deep queue: the threads finished everything handed to them
+    # before the last full claim came back, so the next batch is claimed at once,
+    # while the one just claimed waits, instead of after it ran.
+    for n in range(20):
+        enqueue("tests.record", {"n": n})
+    worker = Worker(workers=1, buffer_size=4, listen=False)
+    worker._cycle(time.monotonic())
+    assert _held_in_db(worker) == 4
+    # The first claim says nothing about how fast tasks go: top up as usual.
+    assert worker._claim_size() == 0
+    for task in _hand_out(worker):
+        worker._done.append((task, Success()))
+    worker._cycle(time.monotonic())  # acknowledges 4, claims 4
+    assert _held_in_db(worker) == 4
+    assert worker._claim_size() == 4
+    worker._cycle(time.monotonic())
+    assert _held_in_db(worker) == 8
+    assert worker._ready.qsize() == 8
+    # Never more than two batches wait.
+    assert worker._claim_size() == 0
+
+
+def test_threads_that_keep_busy_never_have_more_than_a_buffer_waiting():
+    for n in range(20):
+        enqueue("tests.record", {"n": n})
+    worker = Worker(workers=2, buffer_size=4, listen=False)
+    worker._cycle(time.monotonic())
+    running = _hand_out(worker, 1)
+    assert worker._claim_size() == 0  # 3 wait: above the low-water mark
+    running += _hand_out(worker, 1)
+    assert worker._claim_size() == 2  # 2 wait: top up to 4
+    worker._cycle(time.monotonic())
+    assert worker._ready.qsize() == 4
+    assert _held_in_db(worker) == 6  # 2 running, 4 waiting
+    # The threads did not run dry while the claim was on its way: no claim ahead.
+    assert worker._claim_size() == 0
+    for task in running + _hand_out(worker):
+        worker._done.append((task, Success()))
+    worker._flush()
+    assert _held_in_db(worker) == 0
