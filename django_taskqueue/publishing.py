@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.db import DatabaseError, connections, transaction
+from django.db.backends.utils import CursorWrapper
+from django.db.models.base import ModelState
 from django.db.models.constants import OnConflict
+from django.db.models.signals import post_init, pre_init
 from django.db.models.sql.subqueries import InsertQuery
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -29,6 +32,7 @@ from .connections import (
 )
 from .exceptions import InvalidTask, NotReady, TaskRejected, UnknownTaskName
 from .registry import CATCH_ALL, registry
+from .signals import task_enqueued
 
 if TYPE_CHECKING:
     from .models import Task
@@ -212,11 +216,19 @@ def build_task(
     models = _models()
     _check_text("name", name, 255)
     now = timezone.now()
-    delay = (
-        _check_number("delay_seconds", delay_seconds)
-        + 60 * _check_number("delay_minutes", delay_minutes)
-        + 3600 * _check_number("delay_hours", delay_hours)
-    )
+    if (
+        delay_seconds.__class__ is int
+        and delay_minutes.__class__ is int
+        and delay_hours.__class__ is int
+        and not (delay_seconds or delay_minutes or delay_hours)
+    ):
+        delay: float = 0  # the defaults: nothing to check
+    else:
+        delay = (
+            _check_number("delay_seconds", delay_seconds)
+            + 60 * _check_number("delay_minutes", delay_minutes)
+            + 3600 * _check_number("delay_hours", delay_hours)
+        )
     if start_time is not None:
         if delay:
             raise InvalidTask("give either start_time or a delay_* option, not both")
@@ -228,6 +240,8 @@ def build_task(
                 "(e.g. django.utils.timezone.now() + timedelta(...))"
             )
         start_at = start_time
+    elif not delay:
+        start_at = now
     else:
         try:
             start_at = now + timedelta(seconds=delay)
@@ -248,10 +262,9 @@ def build_task(
         "error": "",
         "id": models.uuid7(),
     }
-    # Every field given, in order: Model.__init__'s positional path, no defaults to call.
-    task = models.Task(*[values[attname] for attname in _task_attnames()])
+    task = _new_task(models.Task, values)
     validate_task(task)
-    if conf.PREPROCESSORS:
+    if conf._get("PREPROCESSORS"):
         _preprocess(task)
         validate_task(task)
     if not registry.accepts(task.name):
@@ -260,6 +273,23 @@ def build_task(
             f"{', '.join(registry.names()) or 'none'}. Register one with "
             f"@consumer({task.name!r}) in an installed app's tasks.py."
         )
+    return task
+
+
+def _new_task(model: type[Task], values: dict[str, Any]) -> Task:
+    """An unsaved instance with every field set from ``values``.
+
+    ``Model.__init__`` does little more than set each field and send ``pre_init`` and
+    ``post_init``; without receivers for those, the attributes are set directly.
+    """
+    if (pre_init.receivers and pre_init.has_listeners(model)) or (
+        post_init.receivers and post_init.has_listeners(model)
+    ):
+        # Every field given, in order: Model.__init__'s positional path.
+        return model(*[values[attname] for attname in _task_attnames()])
+    task = model.__new__(model)
+    task.__dict__.update(values)
+    task._state = ModelState()
     return task
 
 
@@ -365,25 +395,55 @@ def _insert_params(task: Task, connection: Any) -> list[Any]:
     """
     values = task.__dict__
     validated = values.get(_JSON_TEXT)
-    params = []
-    for field, attname, kind in _insert_fields():
-        value = values[attname]
-        if kind == _PLAIN:
-            params.append(value)
-        elif kind == _JSON and validated is not None and validated[0] is value:
-            params.append(_json_param(validated[1], connection))
+    params = [values[attname] for attname in _task_attnames()]
+    for index, field, kind in _adapted_fields(type(connection.ops), connection.vendor):
+        value = params[index]
+        if kind == _JSON and validated is not None and validated[0] is value:
+            params[index] = _json_param(validated[1], connection)
         else:
-            params.append(field.get_db_prep_value(value, connection, prepared=True))
+            params[index] = field.get_db_prep_value(value, connection, prepared=True)
     return params
+
+
+@lru_cache(maxsize=8)
+def _adapted_fields(ops_class: type, vendor: str) -> list[tuple[int, Any, int]]:
+    """The fields whose values the backend adapts: (position, field, kind).
+
+    PostgreSQL's own operations take UUIDs and aware datetimes as they are (Django's
+    ``adapt_datetimefield_value`` there returns its value, and UUIDs are native), so
+    only the JSON is left; a backend that overrides the adaptation gets it called.
+    """
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    as_they_are = (
+        vendor == "postgresql"
+        and ops_class.adapt_datetimefield_value is DatabaseOperations.adapt_datetimefield_value
+    )
+    adapted = []
+    for index, (field, _, kind) in enumerate(_insert_fields()):
+        if kind == _PLAIN:
+            continue
+        if kind == _CONVERT and as_they_are and field.get_internal_type() in _PG_AS_IS:
+            continue
+        adapted.append((index, field, kind))
+    return adapted
+
+
+_PG_AS_IS = ("UUIDField", "DateTimeField")
 
 
 def _json_param(text: str, connection: Any) -> Any:
     """JSON text as a parameter for a JSONField column, as Django's own adaptation sends it."""
     if connection.vendor == "postgresql":
-        from django.db.backends.postgresql.psycopg_any import Jsonb
-
-        return Jsonb(text, dumps=_as_is)
+        return _jsonb()(text, dumps=_as_is)
     return text  # SQLite, MySQL and MariaDB take JSON as text
+
+
+@lru_cache(maxsize=1)
+def _jsonb() -> type:
+    from django.db.backends.postgresql.psycopg_any import Jsonb
+
+    return Jsonb  # type: ignore[no-any-return]
 
 
 def _as_is(text: str) -> str:
@@ -400,19 +460,24 @@ def _insert_one(task: Task, using: str) -> bool:
     on_conflict = None if task.signature is None else OnConflict.IGNORE
     sql = _single_insert_sql(connection, using, on_conflict)
     params = _insert_params(task, connection)
-    with transaction.mark_for_rollback_on_error(using):
+    try:
         cursor = _insert_cursor(connection)
         try:
-            cursor.execute(sql, params)
+            stored = _execute(connection, cursor, sql, params) > 0
         except DatabaseError as exc:
-            if not (getattr(cursor.cursor, "prepare_next", None) and lost_prepared_statement(exc)):
+            if not (getattr(cursor, "prepare_next", None) and lost_prepared_statement(exc)):
                 raise
             # Prepared only outside a transaction, so nothing else was lost: the
             # statement did not run. Go on unprepared in this process.
             _stop_preparing(connection)
             cursor = _insert_cursor(connection)
-            cursor.execute(sql, params)
-        stored = cursor.rowcount > 0
+            stored = _execute(connection, cursor, sql, params) > 0
+    except Exception as exc:
+        # As transaction.mark_for_rollback_on_error() does.
+        if connection.in_atomic_block:
+            connection.needs_rollback = True
+            connection.rollback_exc = exc
+        raise
     if stored:
         task._state.adding = False
         task._state.db = using
@@ -447,14 +512,44 @@ def _insert_fields() -> list[tuple[Any, str, int]]:
     return [(f, f.attname, kind(f)) for f in _models().Task._meta.concrete_fields]
 
 
+def _execute(connection: Any, cursor: Any, sql: str, params: list[Any]) -> int:
+    """Run the one-row INSERT on ``cursor`` (from :func:`_insert_cursor`); its rowcount.
+
+    A driver cursor is wrapped like any Django cursor when something watches queries:
+    query logging (``DEBUG``, ``assertNumQueries``), ``execute_wrapper()``, or a
+    library that patched ``CursorWrapper.execute`` (error trackers and APM agents do).
+    Otherwise it runs with what the wrapper would do around it (thread sharing, a
+    broken transaction, error translation), without the wrapper's layers of calls.
+    """
+    if isinstance(cursor, CursorWrapper):
+        cursor.execute(sql, params)
+        return cursor.rowcount  # type: ignore[no-any-return]
+    if connection.execute_wrappers or connection.queries_logged or _cursor_execute_patched():
+        wrapper = connection._prepare_cursor(cursor)
+        wrapper.execute(sql, params)
+        return wrapper.rowcount  # type: ignore[no-any-return]
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        cursor.execute(sql, params)
+    return cursor.rowcount  # type: ignore[no-any-return]
+
+
+_CURSOR_EXECUTE = CursorWrapper.execute
+
+
+def _cursor_execute_patched() -> bool:
+    return CursorWrapper.execute is not _CURSOR_EXECUTE
+
+
 def _insert_cursor(connection: Any) -> Any:
-    """A cursor for the one-row INSERT: Django's, or on PostgreSQL with psycopg 3, one
-    that binds the parameters on the server and may prepare the statement.
+    """A cursor for the one-row INSERT: Django's, or on PostgreSQL with psycopg 3, a
+    driver cursor that binds the parameters on the server and may prepare the
+    statement (:func:`_execute` runs it).
 
     Django's default psycopg 3 cursor quotes every value into the SQL text in Python;
-    server-side binding sends them apart, which costs less on both sides. The cursor
-    is wrapped like any Django cursor, so query logging, ``execute_wrapper()`` and
-    error translation still apply.
+    server-side binding sends them apart, which costs less on both sides. Query
+    logging, ``execute_wrapper()`` and error translation still apply.
 
     With ``PREPARE_STATEMENTS`` the INSERT is prepared when it runs outside a
     transaction (autocommit, as in a view without ``ATOMIC_REQUESTS``): the server then
@@ -469,7 +564,7 @@ def _insert_cursor(connection: Any) -> Any:
     connection.ensure_connection()
     driver_connection = connection.connection
     # One driver cursor per driver connection, kept: making one costs more than the
-    # rest of enqueue()'s Python. The wrapper is not closed after use, so neither is it.
+    # rest of enqueue()'s Python. It closes with its connection.
     cursor = _insert_cursors.get(driver_connection)
     if cursor is None or cursor.closed:
         cursor = _insert_cursors[driver_connection] = _preparing_cursor_class()(driver_connection)
@@ -483,8 +578,7 @@ def _insert_cursor(connection: Any) -> Any:
         # Prepared outside a transaction; inside one, psycopg must not use it.
         prepare = False
     cursor.prepare_next = prepare
-    with connection.wrap_database_errors:
-        return connection._prepare_cursor(cursor)
+    return cursor
 
 
 _insert_cursors: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -535,8 +629,6 @@ def _single_insert_sql(connection: Any, using: str, on_conflict: Any) -> str:
 
 
 def _send_enqueued(tasks: list[Task]) -> None:
-    from .signals import task_enqueued
-
     # Not has_listeners(): without a sender it misses receivers connected for Task.
     if task_enqueued.receivers:
         # The rows are stored: a failing receiver must not make the caller believe

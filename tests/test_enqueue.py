@@ -87,6 +87,50 @@ def test_enqueue_goes_through_execute_wrappers_and_keeps_its_values():
     assert (stored.lock_id, stored.locked_until, stored.retry_count) == (None, None, 0)
 
 
+def test_enqueue_is_seen_by_libraries_that_patch_cursor_wrapper(monkeypatch):
+    # Error trackers and APM agents patch CursorWrapper.execute to time queries; the
+    # INSERT must go through it then, though it skips the wrapper when nothing looks.
+    from django.db.backends.utils import CursorWrapper
+
+    seen = []
+    original = CursorWrapper.execute
+
+    def patched(self, sql, params=None):
+        seen.append(sql)
+        return original(self, sql, params)
+
+    monkeypatch.setattr(CursorWrapper, "execute", patched)
+    task = enqueue("tests.record", {"n": 1})
+    assert [sql for sql in seen if sql.startswith("INSERT")]
+    assert Task.objects.filter(pk=task.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_in_enqueue_is_djangos_and_breaks_the_callers_transaction():
+    from django.db import IntegrityError
+    from django.db.transaction import TransactionManagementError
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL: transactional ALTER TABLE ... ADD CONSTRAINT")
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "ALTER TABLE django_taskqueue_task ADD CONSTRAINT test_no_name_x "
+                "CHECK (priority <> 5)"
+            )
+        # A constraint the database enforces: the error is translated as Django's own
+        # cursors translate it, and the transaction must be rolled back, as after any
+        # failed query inside atomic().
+        with pytest.raises(IntegrityError):
+            enqueue("tests.record", priority=5)
+        assert connection.needs_rollback
+        with pytest.raises(TransactionManagementError):
+            Task.objects.count()
+        transaction.set_rollback(True)
+    # The constraint was rolled back with the transaction.
+    assert enqueue("tests.record", priority=5) is not None
+
+
 def test_enqueue_many_keeps_every_value():
     # enqueue_many() may build its multi-row INSERT itself; every value of every row
     # must arrive as given, also next to a row whose signature is already queued.
