@@ -248,42 +248,39 @@ class QueueStorage:
         every concrete field gets a value, so ``from_db`` takes its positional path.
         """
         connection = self.connection
+        returned = [f.attname for f in fields]
         converters = []
-        for index, model_field in enumerate(fields):
+        for model_field in fields:
             col = model_field.get_col(Task._meta.db_table)
             functions = connection.ops.get_db_converters(col)
             functions += model_field.get_db_converters(connection)
             if functions:
-                converters.append((index, functions, col))
-        # Where the claim's own two columns go among the concrete fields.
+                converters.append((model_field.attname, functions, col))
+        # The claim's own two columns: this worker, and until when.
         claim_values = {"lock_id": self.lock_id, "locked_until": locked_until}
-        layout = [
-            (claim_values[f.name], None) if f.name in claim_values else (None, fields.index(f))
-            for f in Task._meta.concrete_fields
-        ]
-        names = [f.attname for f in Task._meta.concrete_fields]
         using = self.using
         # Model.__init__ does little more than set the attributes and send
         # pre_init/post_init; without receivers for those, set them directly.
         direct = not (pre_init.has_listeners(Task) or post_init.has_listeners(Task))
+        names = [f.attname for f in Task._meta.concrete_fields]
         new = Task.__new__
         tasks = []
         for row in rows:
-            values = list(row)
-            for index, functions, col in converters:
-                value = values[index]
+            values = dict(zip(returned, row, strict=True))
+            for attname, functions, col in converters:
+                value = values[attname]
                 for function in functions:
                     value = function(value, col, connection)
-                values[index] = value
-            ordered = [known if index is None else values[index] for known, index in layout]
+                values[attname] = value
+            values.update(claim_values)
             if direct:
                 task = new(Task)
-                task.__dict__.update(zip(names, ordered, strict=True))
+                task.__dict__.update(values)
                 state = task._state = ModelState()
                 state.adding = False
                 state.db = using
             else:
-                task = Task.from_db(using, names, ordered)
+                task = Task.from_db(using, names, [values[name] for name in names])
             tasks.append(task)
         return tasks
 
