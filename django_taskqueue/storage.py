@@ -128,8 +128,7 @@ class QueueStorage:
     def _claim_statement(
         self, limit: int, now: datetime
     ) -> tuple[str, list[object], Sequence[Any], datetime]:
-        """UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING; on PostgreSQL
-        ``ctid = ANY(ARRAY(SELECT ctid ... LIMIT n FOR UPDATE SKIP LOCKED))``."""
+        """UPDATE ... WHERE id IN (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED]) RETURNING."""
         qn = self.connection.ops.quote_name
         table = qn(Task._meta.db_table)
         locked_until = now + self.lock_timeout
@@ -140,27 +139,22 @@ class QueueStorage:
             *where_params,
             limit,
         ]
-        order = f"ORDER BY {qn('priority')}, {qn('start_at')} LIMIT %s"
+        pick = (
+            f"SELECT {qn('id')} FROM {table} WHERE {where} "
+            f"ORDER BY {qn('priority')}, {qn('start_at')} LIMIT %s"
+        )
         if self.connection.vendor == "postgresql":
-            # The locked rows are found again by their physical address (a TID
-            # scan): no second primary-key lookup per row, and one plan for any
-            # LIMIT. (With "id IN (subquery)", the prepared statement's generic plan
-            # guesses the LIMIT and may hash-join a full scan of the table.) The
-            # address cannot change in between, as this statement holds the rows'
-            # locks; and an UPDATE that met a newer version of a row would re-check
-            # its condition on that version, so it never claims what it did not lock.
-            key = "ctid"
-            match = (
-                f"= ANY(ARRAY(SELECT ctid FROM {table} WHERE {where} {order} "
-                "FOR UPDATE SKIP LOCKED))"
-            )
+            # id = ANY(ARRAY(...)) keeps one plan for any LIMIT: the picked ids are
+            # looked up by primary key. With "id IN (subquery)", the prepared
+            # statement's generic plan guesses the LIMIT and may hash-join a full
+            # scan of the table, so PostgreSQL plans each claim anew instead.
+            match = f"= ANY(ARRAY({pick} FOR UPDATE SKIP LOCKED))"
         else:
-            key = qn("id")
-            match = f"IN (SELECT {key} FROM {table} WHERE {where} {order})"
+            match = f"IN ({pick})"
         fields = _returned_fields()
         sql = (
             f"UPDATE {table} SET {qn('lock_id')} = %s, {qn('locked_until')} = %s "
-            f"WHERE {key} {match} "
+            f"WHERE {qn('id')} {match} "
             f"RETURNING {', '.join(qn(f.column) for f in fields)}"
         )
         return sql, params, fields, locked_until
