@@ -24,6 +24,7 @@ from .conf import conf
 from .connections import (
     ONLY_WHEN_ASKED,
     allow_preparing,
+    keep_generic_plans,
     lost_prepared_statement,
     warn_prepared_statements_lost,
 )
@@ -476,6 +477,7 @@ class QueueStorage:
 
         if self.prepare:
             allow_preparing(driver)
+            keep_generic_plans(driver)
         with psycopg.Cursor(driver) as cursor:
             if fetch:
                 # Binary results parse faster; jsonb still reaches Django's
