@@ -413,12 +413,13 @@ def _adapted_fields(ops_class: type, vendor: str) -> list[tuple[int, Any, int]]:
     ``adapt_datetimefield_value`` there returns its value, and UUIDs are native), so
     only the JSON is left; a backend that overrides the adaptation gets it called.
     """
-    from django.db.backends.postgresql.operations import DatabaseOperations
+    as_they_are = False
+    if vendor == "postgresql":
+        from django.db.backends.postgresql.operations import DatabaseOperations
 
-    as_they_are = (
-        vendor == "postgresql"
-        and ops_class.adapt_datetimefield_value is DatabaseOperations.adapt_datetimefield_value
-    )
+        as_they_are = (
+            ops_class.adapt_datetimefield_value is DatabaseOperations.adapt_datetimefield_value
+        )
     adapted = []
     for index, (field, _, kind) in enumerate(_insert_fields()):
         if kind == _PLAIN:
