@@ -109,8 +109,14 @@ def drain(count: int, *args: str) -> dict[str, float]:
     return {"rate": (count - 1) / span if span > 0 else float("inf"), "rss_mb": rss, "wall": wall}
 
 
-def pickup(count: int, interval: float) -> tuple[float, float]:
-    from benchmarks.raw import _percentiles
+def pickup(count: int, interval: float, rounds: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Pickup latency of an idle worker and of the raw LISTEN loop: (p50, p95) of each.
+
+    ``count`` tasks for each, enqueued ``interval`` apart, in ``rounds`` alternating
+    rounds (the worker stays up and idle while the raw loop runs), so that a slow
+    moment of a shared machine falls on both rather than on one.
+    """
+    from benchmarks.raw import _percentiles, pickup_latencies
     from django_taskqueue import enqueue
     from django_taskqueue.models import Task
 
@@ -121,24 +127,32 @@ def pickup(count: int, interval: float) -> tuple[float, float]:
                 raise RuntimeError(f"timed out waiting for {what}")
             time.sleep(0.05)
 
+    per_round = max(1, count // rounds)
+    raw: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         proc = _worker(directory)
         try:
             warm = enqueue("bench.latency", {"t": time.time()})
             wait_until_done({warm.pk}, "the worker to start")
-            time.sleep(0.5)
             tasks = []
-            for _ in range(count):
-                tasks.append(enqueue("bench.latency", {"t": time.time()}))
-                time.sleep(interval)
-            wait_until_done({t.pk for t in tasks}, "the tasks to run")
+            for _ in range(rounds):
+                time.sleep(0.5)
+                batch = []
+                for _ in range(per_round):
+                    batch.append(enqueue("bench.latency", {"t": time.time()}))
+                    time.sleep(interval)
+                wait_until_done({t.pk for t in batch}, "the tasks to run")
+                tasks += batch
+                raw += pickup_latencies(per_round, interval)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
         records = [r for r in _records(directory) if r[0] != warm.pk.hex]
     _check_exactly_once([r[0] for r in records], {t.pk.hex for t in tasks}, "pickup")
-    return _percentiles([float(r[1]) for r in records])
+    if len(raw) != len(tasks):
+        raise RuntimeError(f"raw pickup: {len(raw)} of {len(tasks)} rows seen")
+    return _percentiles([float(r[1]) for r in records]), _percentiles(raw)
 
 
 def enqueue_single(count: int, rounds: int = 10) -> tuple[float, float, float | None]:
@@ -216,7 +230,7 @@ def main() -> None:
         # enqueue loops do, and the medians are compared: one slow moment of a shared
         # machine then moves neither figure much.
         raw_rates, raw_django_rates, runs = [], [], []
-        for _ in range(1 if short else 3):
+        for _ in range(1 if short else 5):
             raw.insert_multi_row(n_drain)
             vacuum()
             raw_rates.append(raw.claim_and_delete(n_drain, 32))
@@ -240,15 +254,15 @@ def main() -> None:
         vacuum()
         result["raw_claim_1"] = raw.claim_and_delete(min(n_drain, 3000), 1)
         if vendor == "postgresql":
-            result["raw_pickup"] = raw.pickup_latency(n_pickup, 0.02)
+            result["pickup"], result["raw_pickup"] = pickup(
+                n_pickup, 0.02, rounds=1 if short else 3
+            )
     finally:
         raw.drop_table()
 
     result["enqueue_many"] = enqueue_bulk(n_bulk)
     result["drain_1_thread"] = drain(n_drain, "--workers", "1")
     result["drain_2_processes"] = drain(n_drain, "--processes", "2")
-    if vendor == "postgresql":
-        result["pickup"] = pickup(n_pickup, 0.02)
     print(json.dumps(result))
 
 

@@ -188,8 +188,8 @@ def claim_and_delete(count: int, batch: int, django_settings: bool = False) -> f
     return done / elapsed
 
 
-def pickup_latency(count: int, interval: float) -> tuple[float, float]:
-    """PostgreSQL: LISTEN, claim the notified row, record its start; p50 and p95 in s."""
+def pickup_latencies(count: int, interval: float) -> list[float]:
+    """PostgreSQL: LISTEN, claim the notified row, record its start; seconds each."""
     listener = new_connection()
     listener.execute(f"LISTEN {TABLE}")
     latencies: list[float] = []
@@ -232,7 +232,7 @@ def pickup_latency(count: int, interval: float) -> tuple[float, float]:
     thread.join()
     listener.close()
     publisher.close()
-    return _percentiles(latencies)
+    return latencies
 
 
 def _percentiles(values: list[float]) -> tuple[float, float]:
