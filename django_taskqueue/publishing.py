@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Any
 from django.apps import apps
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.utils import CursorWrapper
-from django.db.models.base import ModelState
 from django.db.models.constants import OnConflict
-from django.db.models.signals import post_init, pre_init
 from django.db.models.sql.subqueries import InsertQuery
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -262,7 +260,7 @@ def build_task(
         "error": "",
         "id": models.uuid7(),
     }
-    task = _new_task(models.Task, values)
+    task = models.Task.from_values(values)
     validate_task(task)
     if conf._get("PREPROCESSORS"):
         _preprocess(task)
@@ -273,23 +271,6 @@ def build_task(
             f"{', '.join(registry.names()) or 'none'}. Register one with "
             f"@consumer({task.name!r}) in an installed app's tasks.py."
         )
-    return task
-
-
-def _new_task(model: type[Task], values: dict[str, Any]) -> Task:
-    """An unsaved instance with every field set from ``values``.
-
-    ``Model.__init__`` does little more than set each field and send ``pre_init`` and
-    ``post_init``; without receivers for those, the attributes are set directly.
-    """
-    if (pre_init.receivers and pre_init.has_listeners(model)) or (
-        post_init.receivers and post_init.has_listeners(model)
-    ):
-        # Every field given, in order: Model.__init__'s positional path.
-        return model(*[values[attname] for attname in _task_attnames()])
-    task = model.__new__(model)
-    task.__dict__.update(values)
-    task._state = ModelState()
     return task
 
 

@@ -17,8 +17,6 @@ from typing import Any
 
 from django.db import connections, transaction
 from django.db.models import F
-from django.db.models.base import ModelState
-from django.db.models.signals import post_init, pre_init
 
 from .conf import conf
 from .connections import (
@@ -254,11 +252,6 @@ class QueueStorage:
         # The claim's own two columns: this worker, and until when.
         claim_values = {"lock_id": self.lock_id, "locked_until": locked_until}
         using = self.using
-        # Model.__init__ does little more than set the attributes and send
-        # pre_init/post_init; without receivers for those, set them directly.
-        direct = not (pre_init.has_listeners(Task) or post_init.has_listeners(Task))
-        names = [f.attname for f in Task._meta.concrete_fields]
-        new = Task.__new__
         tasks = []
         for row in rows:
             values = dict(zip(returned, row, strict=True))
@@ -268,15 +261,7 @@ class QueueStorage:
                     value = function(value, col, connection)
                 values[attname] = value
             values.update(claim_values)
-            if direct:
-                task = new(Task)
-                task.__dict__.update(values)
-                state = task._state = ModelState()
-                state.adding = False
-                state.db = using
-            else:
-                task = Task.from_db(using, names, [values[name] for name in names])
-            tasks.append(task)
+            tasks.append(Task.from_values(values, db=using))
         return tasks
 
     def _ready(self, now: datetime):  # type: ignore[no-untyped-def]

@@ -131,6 +131,33 @@ def test_a_database_error_in_enqueue_is_djangos_and_breaks_the_callers_transacti
     assert enqueue("tests.record", priority=5) is not None
 
 
+@pytest.mark.parametrize("with_receiver", [False, True])
+def test_enqueued_tasks_are_complete_unsaved_then_saved_instances(with_receiver):
+    # enqueue() builds its instance without Model.__init__ unless an init signal
+    # listens; either way it is the instance the ORM would have made.
+    from django.db.models.signals import post_init
+
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance.name)
+
+    if with_receiver:
+        post_init.connect(receiver, sender=Task)
+    try:
+        task = enqueue("tests.record", {"n": 1}, priority=3, signature="complete")
+    finally:
+        post_init.disconnect(receiver, sender=Task)
+    assert seen == (["tests.record"] if with_receiver else [])
+    assert task._state.adding is False and task._state.db == "default"
+    stored = Task.objects.get(pk=task.pk)
+    for field in Task._meta.concrete_fields:
+        assert getattr(task, field.attname) == getattr(stored, field.attname), field.name
+    task.error = "edited"
+    task.save(update_fields=["error"])
+    assert Task.objects.get(pk=task.pk).error == "edited"
+
+
 def test_enqueue_many_keeps_every_value():
     # enqueue_many() may build its multi-row INSERT itself; every value of every row
     # must arrive as given, also next to a row whose signature is already queued.
