@@ -311,12 +311,6 @@ class Worker:
             return True
         return self.burst and not self._maybe_more
 
-    def _room(self) -> int:
-        room = self.buffer_size - self._ready.qsize()
-        if self.max_tasks is not None:
-            room = min(room, self.max_tasks - self.claimed)
-        return room
-
     def _claim_size(self) -> int:
         """How many tasks to claim now: 0 without room or reason to.
 
@@ -331,13 +325,14 @@ class Worker:
             return 0
         waiting = self._ready.qsize()
         if self._starved and waiting <= self.buffer_size:
-            room = self.buffer_size
-            if self.max_tasks is not None:
-                room = min(room, self.max_tasks - self.claimed)
-            return max(0, room)
-        if waiting > self._low_water:
+            size = self.buffer_size
+        elif waiting > self._low_water:
             return 0
-        return max(0, self._room())
+        else:
+            size = self.buffer_size - waiting
+        if self.max_tasks is not None:
+            size = min(size, self.max_tasks - self.claimed)
+        return max(0, size)
 
     def _take_done(self) -> list[tuple[Task, Result]]:
         batch = []
