@@ -8,11 +8,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, conf
+from .constants import PRIORITY_MAX, PRIORITY_MIN, RETRY_MAX_LIMIT
+from .db import CLASSES, QueueDatabase, backend_problem, queue_db
 
-PRIORITY_RANGE = (-32768, 32767)
+PRIORITY_RANGE = (PRIORITY_MIN, PRIORITY_MAX)
 
 
 def _is_int(value: Any) -> bool:
@@ -29,6 +33,18 @@ def _positive_int(value: Any) -> bool:
 
 def _priority(value: Any) -> bool:
     return _is_int(value) and PRIORITY_RANGE[0] <= value <= PRIORITY_RANGE[1]
+
+
+def _database_layer(value: Any) -> bool:
+    if value is None or value in CLASSES:
+        return True
+    if not isinstance(value, str) or "." not in value:
+        return False
+    try:
+        found = import_string(value)
+    except ImportError:
+        return False
+    return isinstance(found, type) and issubclass(found, QueueDatabase)
 
 
 # key -> (check id, predicate, what a valid value is)
@@ -72,14 +88,17 @@ RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
         "an integer from 0 to 30 (a retry waits at most 2**cap minutes)",
     ),
     "PREPARE_STATEMENTS": ("E025", lambda v: isinstance(v, bool), "True or False"),
+    "DATABASE_LAYER": (
+        "E028",
+        _database_layer,
+        'None (chosen by database), "generic", or the dotted path of a QueueDatabase class',
+    ),
     "RESULT_TTL": (
         "E019",
         lambda v: v is None or (_is_number(v) and v > 0),
         "a number of seconds > 0, or None to keep finished results forever",
     ),
 }
-
-SUPPORTED_VENDORS = {"postgresql", "sqlite", "mysql"}
 
 
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
@@ -147,19 +166,39 @@ def check_databases(**kwargs: Any) -> list[CheckMessage]:
     alias = conf.DATABASE
     if not isinstance(alias, str) or alias not in settings.DATABASES:
         return errors  # the alias itself is reported by E014
-    engine = settings.DATABASES[alias].get("ENGINE", "")
-    vendor = next((v for v in SUPPORTED_VENDORS if v in engine), None)
-    if vendor is None:
+    problem = backend_problem(settings.DATABASES[alias].get("ENGINE", ""))
+    if problem is not None:
         errors.append(
             Error(
-                f"The task queue database {alias!r} uses {engine!r}, which django_taskqueue "
-                "does not support.",
-                hint="Use PostgreSQL, SQLite or MySQL/MariaDB, or point TASKQUEUE['DATABASE'] "
-                "at such a database.",
+                f"The task queue database {alias!r} cannot be used: {problem}.",
+                hint="Use PostgreSQL, SQLite, MySQL/MariaDB or another database whose "
+                "Django backend has SELECT ... FOR UPDATE SKIP LOCKED, or point "
+                "TASKQUEUE['DATABASE'] (or TASKQUEUE['DATABASE_LAYER']) elsewhere.",
                 id="django_taskqueue.E018",
             )
         )
     return errors
+
+
+def check_database_support(databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The database's server version and features (tagged "database": it connects)."""
+    alias = conf.DATABASE
+    if not databases or alias not in databases or alias not in settings.DATABASES:
+        return []
+    try:
+        problem = queue_db(alias).check_support()
+    except (ImportError, ImproperlyConfigured, DatabaseError):
+        return []  # reported by E018, or the database is not reachable now
+    if problem is None:
+        return []
+    return [
+        Error(
+            f"The task queue cannot run on {problem}.",
+            hint="Upgrade the database server (SQLite 3.35, MariaDB 10.6, MySQL 8.0.1, "
+            "PostgreSQL 13 or newer), or point TASKQUEUE['DATABASE'] elsewhere.",
+            id="django_taskqueue.E026",
+        )
+    ]
 
 
 BACKEND_OPTIONS = {"RETRY_MAX", "DATABASE"}
@@ -184,11 +223,11 @@ def check_backend(alias: str, options: Any, queues: Any) -> list[CheckMessage]:
             Error(
                 f"{where}['OPTIONS'] has unknown key(s): {', '.join(map(repr, unknown))}.",
                 hint=f"Valid keys: {', '.join(sorted(BACKEND_OPTIONS))}.",
-                id="django_taskqueue.E020",
+                id="django_taskqueue.E027",
             )
         )
     retry_max = options.get("RETRY_MAX")
-    if "RETRY_MAX" in options and not (_is_int(retry_max) and 0 <= retry_max <= 2**31 - 1):
+    if "RETRY_MAX" in options and not (_is_int(retry_max) and 0 <= retry_max <= RETRY_MAX_LIMIT):
         errors.append(
             Error(
                 f"{where}['OPTIONS']['RETRY_MAX'] is {retry_max!r}; it must be an integer >= 0.",

@@ -14,13 +14,15 @@ from typing import Any
 from django.conf import settings
 from django.core.signals import setting_changed
 
+from .constants import DEFAULT_PRIORITY, DEFAULT_RETRY_MAX
+
 DEFAULTS: dict[str, Any] = {
     # Threads per worker process that run tasks.
     "WORKER_COUNT": 16,
     # Most tasks a worker process claims and holds before they start.
     "BUFFER_SIZE": 32,
-    "DEFAULT_PRIORITY": 16,
-    "DEFAULT_RETRY_MAX": 8,
+    "DEFAULT_PRIORITY": DEFAULT_PRIORITY,
+    "DEFAULT_RETRY_MAX": DEFAULT_RETRY_MAX,
     # Unsigned tasks at or below this priority run in-process instead of being stored.
     "RUN_IMMEDIATE_PRIORITY": None,
     # Threads of the in-process pool that runs them.
@@ -40,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "RESULT_TTL": 7 * 24 * 3600,
     # PostgreSQL: the worker prepares its claim and acknowledgement statements.
     "PREPARE_STATEMENTS": True,
+    # The database layer's class: None picks it by database; "generic" is the ORM one.
+    "DATABASE_LAYER": None,
 }
 
 
@@ -127,6 +131,10 @@ class TaskQueueSettings:
     @property
     def PREPARE_STATEMENTS(self) -> bool:
         return self._get("PREPARE_STATEMENTS")  # type: ignore[no-any-return]
+
+    @property
+    def DATABASE_LAYER(self) -> str | None:
+        return self._get("DATABASE_LAYER")  # type: ignore[no-any-return]
 
     @property
     def RESULT_TTL(self) -> float | None:

@@ -8,83 +8,11 @@ an error and no longer answers.
 from __future__ import annotations
 
 import logging
-import weakref
-from typing import Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 logger = logging.getLogger("django_taskqueue")
-
-# A psycopg prepare_threshold that no statement reaches: only prepare=True prepares.
-ONLY_WHEN_ASKED = 2**62
-
-
-def allow_preparing(driver_connection: Any) -> None:
-    """Let ``execute(..., prepare=True)`` prepare on a psycopg connection from Django.
-
-    Django sets psycopg's ``prepare_threshold`` to None (for connection poolers), and
-    psycopg then ignores ``prepare=True`` too. A threshold no statement reaches keeps
-    Django's own queries unprepared and lets the queue's statements be prepared. A
-    threshold the site set in ``OPTIONS`` is left alone.
-    """
-    if driver_connection.prepare_threshold is None:
-        driver_connection.prepare_threshold = ONLY_WHEN_ASKED
-
-
-# Driver connections on which the worker's prepared statements keep one plan.
-_generic_plans: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def keep_generic_plans(driver_connection: Any) -> None:
-    """Have PostgreSQL plan the worker's prepared statements once, not at each run.
-
-    After five runs of a prepared statement, PostgreSQL compares the cost estimate of
-    a generic plan with that of plans made for the actual values, and keeps planning
-    anew when the generic one looks dearer. It does for the claim (its ``LIMIT`` and
-    id arrays are parameters), so every cycle paid for planning a statement of CTEs
-    and subqueries: about a fifth of the server's CPU per task. The generic plan is
-    the one the claim is written for (an index scan of the ready tasks, primary-key
-    lookups), so the worker's connection uses it: ``plan_cache_mode`` only concerns
-    prepared statements, and only the queue's own are prepared there unless
-    ``OPTIONS["prepare_threshold"]`` prepares Django's too, in which case nothing is
-    changed. A ``SET`` inside a transaction would be undone by its rollback, so it is
-    sent only outside one.
-    """
-    from psycopg.pq import TransactionStatus
-
-    if driver_connection in _generic_plans:
-        return
-    if driver_connection.prepare_threshold != ONLY_WHEN_ASKED:
-        return
-    if driver_connection.info.transaction_status != TransactionStatus.IDLE:
-        return
-    driver_connection.execute("SET plan_cache_mode = force_generic_plan")
-    _generic_plans.add(driver_connection)
-
-
-def warn_prepared_statements_lost(alias: str, consequence: str) -> None:
-    logger.warning(
-        "prepared statements do not survive on database %r (a transaction-pooling "
-        "proxy?); %s in this process. Set TASKQUEUE['PREPARE_STATEMENTS'] = False to "
-        "silence this.",
-        alias,
-        consequence,
-    )
-
-
-def lost_prepared_statement(exc: BaseException) -> bool:
-    """Whether ``exc`` says the server did not know (or already had) a prepared statement.
-
-    A transaction-pooling proxy that does not track prepared statements does this: the
-    statement went to a server connection that never saw it, and did not run.
-    """
-    try:
-        from psycopg import errors
-    except ImportError:
-        return False
-    lost = (errors.InvalidSqlStatementName, errors.DuplicatePreparedStatement)
-    return isinstance(exc, lost) or isinstance(exc.__cause__, lost)
 
 
 class ThreadConnections:

@@ -19,12 +19,13 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from .conf import conf
+from .db import queue_db
+from .db.base import ARGUMENTS_JSON
 from .lifecycle import final_error, requeued_copy, retry_values
-from .models import FailedTask, Task
-from .publishing import insert_tasks
+from .models import Task
 from .registry import run_task
 from .results import Error, Requeue, Result
-from .signals import task_failed, task_finished, task_started
+from .signals import send_logged, task_failed, task_finished, task_started
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -34,15 +35,15 @@ def apply_outcome(task: Task, result: Result, using: str, now: datetime | None =
     now = now or timezone.now()
     error = final_error(task, result)
     if error is not None:
-        FailedTask.from_task(task, error, failed_at=now).save(using=using)
+        queue_db(using).log_failures([(task, error)], now)
         logger.error("task %s (%s) moved to the failure log", task.pk, task.name)
-        task_failed.send_robust(sender=Task, task=task, error=error)
+        send_logged(task_failed, task=task, error=error)
     elif isinstance(result, Error):
         for name, value in retry_values(task, result, now).items():
             setattr(task, name, value)
-        insert_tasks([task], using)
+        queue_db(using).insert([task])
     elif isinstance(result, Requeue):
-        insert_tasks([requeued_copy(task, result, now)], using)
+        queue_db(using).insert([requeued_copy(task, result, now)])
 
 
 class ImmediatePool:
@@ -80,9 +81,10 @@ class ImmediatePool:
                 if item is None:
                     return
                 task, using = item
-                task_started.send_robust(sender=Task, task=task)
+                task.__dict__.pop(ARGUMENTS_JSON, None)  # the consumer may change them
+                send_logged(task_started, task=task)
                 result = run_task(task)
-                task_finished.send_robust(sender=Task, task=task, result=result)
+                send_logged(task_finished, task=task, result=result)
                 apply_outcome(task, result, using)
             except Exception:
                 logger.exception("in-process run of a task failed to record its outcome")
@@ -114,6 +116,6 @@ def run_after_commit(task: Task, using: str) -> None:
     def submit() -> None:
         if not pool.submit(task, using):
             logger.info("in-process pool full; storing task %s (%s)", task.pk, task.name)
-            insert_tasks([task], using)
+            queue_db(using).insert([task])
 
     transaction.on_commit(submit, using=using)

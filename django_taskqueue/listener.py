@@ -1,4 +1,5 @@
-"""Wake-up on PostgreSQL LISTEN/NOTIFY: a hint to claim now; polling stays the truth."""
+"""Wake-up when a task is enqueued (PostgreSQL's LISTEN/NOTIFY): a hint to claim now;
+polling stays the truth."""
 
 from __future__ import annotations
 
@@ -6,24 +7,9 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from django.db import connections
+from .db import queue_db
 
 logger = logging.getLogger("django_taskqueue")
-
-CHANNEL = "django_taskqueue"
-
-
-def can_listen(using: str) -> bool:
-    """PostgreSQL through psycopg 3.2+ (whose ``notifies()`` takes a timeout)."""
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return False
-    try:
-        import psycopg
-    except ImportError:
-        return False
-    major, minor = (int(part) for part in psycopg.__version__.split(".")[:2])
-    return (major, minor) >= (3, 2)
 
 
 class Listener(threading.Thread):
@@ -55,20 +41,18 @@ class Listener(threading.Thread):
     def run(self) -> None:
         failures = 0
         while not self.stopping.is_set():
-            wrapper = connections[self.using]
+            db = queue_db(self.using)
             conn = None
             try:
-                conn = wrapper.get_new_connection(wrapper.get_connection_params())
-                conn.autocommit = True
-                conn.execute(f"LISTEN {CHANNEL}")
+                conn = db.listen()
                 self.listening.set()
                 failures = 0
                 # A notification that came while we were not listening is covered by
                 # the claim the worker makes after (re)connecting.
                 self.on_notify()
                 while not self.stopping.is_set():
-                    for notify in conn.notifies(timeout=1.0):
-                        if self._wanted(notify.payload):
+                    for payload in db.notifications(conn, timeout=1.0):
+                        if self._wanted(payload):
                             self.on_notify()
             except Exception as exc:
                 self.listening.clear()

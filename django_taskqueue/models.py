@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import time
-import uuid
 from datetime import datetime
-from typing import Any
 
 from django.db import models
 from django.db.models import Q
-from django.db.models.base import ModelState
-from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-PRIORITY_MIN = -32768
-PRIORITY_MAX = 32767
-DEFAULT_QUEUE = "default"
-
-
-def uuid7() -> uuid.UUID:
-    """A time-ordered UUID (RFC 9562 version 7).
-
-    Ids made close in time sort close together, so inserts land at the end of the
-    primary-key index instead of all over it.
-    """
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10))
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80
-    value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand & 0x3FFF_FFFF_FFFF_FFFF
-    return uuid.UUID(int=value)
+from .constants import (
+    DEFAULT_PRIORITY,
+    DEFAULT_QUEUE,
+    DEFAULT_RETRY_MAX,
+    NAME_MAX_LENGTH,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    QUEUE_MAX_LENGTH,
+    SIGNATURE_MAX_LENGTH,
+)
+from .uuids import uuid7
 
 
 class TaskState(models.TextChoices):
@@ -46,9 +32,6 @@ class TaskState(models.TextChoices):
 
 
 class TaskQuerySet(models.QuerySet["Task"]):
-    def unclaimed(self) -> TaskQuerySet:
-        return self.filter(locked_until__isnull=True)
-
     def due(self, now: datetime | None = None) -> TaskQuerySet:
         """Unclaimed and due (start_at reached)."""
         return self.filter(locked_until__isnull=True, start_at__lte=now or timezone.now())
@@ -82,22 +65,22 @@ class TaskQuerySet(models.QuerySet["Task"]):
 class TaskFields(models.Model):
     """The columns a task has, in the queue and in the failure log."""
 
-    name = models.CharField(_("name"), max_length=255)
+    name = models.CharField(_("name"), max_length=NAME_MAX_LENGTH)
     arguments = models.JSONField(_("arguments"), default=dict, blank=True)
     priority = models.SmallIntegerField(
-        _("priority"), default=16, help_text=_("Lower numbers run first.")
+        _("priority"), default=DEFAULT_PRIORITY, help_text=_("Lower numbers run first.")
     )
     # NULL, not "", for "no signature": the unique constraint must allow many of them.
     signature = models.CharField(  # noqa: DJ001
-        _("signature"), max_length=255, null=True, blank=True
+        _("signature"), max_length=SIGNATURE_MAX_LENGTH, null=True, blank=True
     )
-    queue = models.CharField(_("queue"), max_length=100, default=DEFAULT_QUEUE)
+    queue = models.CharField(_("queue"), max_length=QUEUE_MAX_LENGTH, default=DEFAULT_QUEUE)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     start_at = models.DateTimeField(_("start at"), default=timezone.now)
     lock_id = models.UUIDField(_("lock id"), null=True, blank=True)
     locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
     retry_count = models.PositiveIntegerField(_("retry count"), default=0)
-    retry_max = models.PositiveIntegerField(_("retry max"), default=8)
+    retry_max = models.PositiveIntegerField(_("retry max"), default=DEFAULT_RETRY_MAX)
     error = models.TextField(_("error"), blank=True, default="")
 
     class Meta:
@@ -149,30 +132,6 @@ class Task(TaskFields):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
-
-    @classmethod
-    def from_values(cls, values: dict[str, Any], *, db: str | None = None) -> Task:
-        """An instance with every field given in ``values`` (by attname): unsaved, or
-        loaded from database ``db``, as ``Task(...)`` or ``from_db()`` would make it.
-
-        ``Model.__init__`` does little more than set each field and send ``pre_init``
-        and ``post_init``; without receivers for those (the queue's hot paths make
-        thousands of instances a second), the attributes are set directly.
-        """
-        if (pre_init.receivers and pre_init.has_listeners(cls)) or (
-            post_init.receivers and post_init.has_listeners(cls)
-        ):
-            ordered = [values[f.attname] for f in cls._meta.concrete_fields]
-            if db is None:
-                return cls(*ordered)
-            return cls.from_db(db, [f.attname for f in cls._meta.concrete_fields], ordered)
-        task = cls.__new__(cls)
-        task.__dict__.update(values)
-        state = task._state = ModelState()
-        if db is not None:
-            state.adding = False
-            state.db = db
-        return task
 
     def state(self, now: datetime | None = None) -> TaskState:
         now = now or timezone.now()

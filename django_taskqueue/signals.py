@@ -8,11 +8,45 @@ row (a ``Task`` instance, which may be unsaved for tasks that run immediately).
 - ``task_finished(task, result)``: a run ended, whatever the outcome (``result`` is a
   :class:`~django_taskqueue.results.Result`).
 - ``task_failed(task, error)``: the task moved to the failure log for good.
+
+A receiver that raises does not change what happens to the task: its error is logged
+(logger ``django_taskqueue``, level ERROR, with the traceback) and the other receivers
+still run.
 """
 
+from __future__ import annotations
+
+import logging
+from typing import Any
+
 from django.dispatch import Signal
+
+logger = logging.getLogger("django_taskqueue")
 
 task_enqueued = Signal()
 task_started = Signal()
 task_finished = Signal()
 task_failed = Signal()
+
+_NAMES = {
+    id(task_enqueued): "task_enqueued",
+    id(task_started): "task_started",
+    id(task_finished): "task_finished",
+    id(task_failed): "task_failed",
+}
+
+
+def send_logged(signal: Signal, *, task: Any, **kwargs: Any) -> None:
+    """Send ``signal`` for ``task`` to every receiver; log the errors any of them raise."""
+    # Not has_listeners(): without a sender it misses receivers connected for Task.
+    if not signal.receivers:
+        return
+    for receiver, response in signal.send_robust(sender=type(task), task=task, **kwargs):
+        if isinstance(response, BaseException):
+            logger.error(
+                "%s receiver %r raised: %r",
+                _NAMES.get(id(signal), "signal"),
+                receiver,
+                response,
+                exc_info=response,
+            )

@@ -18,21 +18,22 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
 from .conf import conf
 from .connections import ThreadConnections, close_quietly
-from .listener import Listener, can_listen
+from .db import Claimant, FinishReport, queue_db
+from .listener import Listener
 from .models import Task, uuid7
 from .registry import ConsumerRegistry, registry, run_task
 from .results import Error, Failure, Requeue, Result
 from .signalling import SignalRelay
-from .signals import task_failed, task_finished, task_started
-from .storage import FinishReport, QueueStorage
+from .signals import send_logged, task_failed, task_finished, task_started
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -77,11 +78,11 @@ class Worker:
         self.clock = clock
         self.consumers = consumers or registry
         self.lock_id: uuid.UUID = uuid7()
-        self.storage = QueueStorage(
-            using=self.using,
+        self.db = queue_db(self.using)
+        self.claimant = Claimant(
             lock_id=self.lock_id,
-            lock_timeout=self.lock_timeout,
-            queues=self.queues,
+            lock_timeout=timedelta(seconds=self.lock_timeout),
+            queues=tuple(self.queues or ()),
         )
         self.heartbeat_interval = max(0.2, self.lock_timeout / 4)
         self.recover_interval = max(0.5, min(self.lock_timeout / 2, 30.0))
@@ -119,6 +120,9 @@ class Worker:
 
     def run(self) -> int:
         """Run until stopped; return the exit code (0 after a clean stop)."""
+        problem = self.db.check_support()
+        if problem is not None:
+            raise ImproperlyConfigured(problem)
         logger.info(
             "worker %s starting: %d threads, buffer %d, database %r%s",
             self.lock_id,
@@ -195,7 +199,7 @@ class Worker:
             )
             thread.start()
             self._threads.append(thread)
-        if self._listen and can_listen(self.using):
+        if self._listen and self.db.can_listen():
             self._listener = Listener(self.using, self.notify, self.queues, self._outage)
             self._listener.start()
 
@@ -231,9 +235,7 @@ class Worker:
 
     def _execute(self, task: Task) -> Result:
         log_context = (task.pk, task.name)
-        for receiver, response in task_started.send_robust(sender=Task, task=task):
-            if isinstance(response, Exception):
-                logger.error("task_started receiver %r raised: %r", receiver, response)
+        send_logged(task_started, task=task)
         started = time.monotonic()
         result = run_task(task, self.consumers)
         elapsed = time.monotonic() - started
@@ -256,9 +258,7 @@ class Worker:
                 "requeued" if isinstance(result, Requeue) else "succeeded",
                 elapsed,
             )
-        for receiver, response in task_finished.send_robust(sender=Task, task=task, result=result):
-            if isinstance(response, Exception):
-                logger.error("task_finished receiver %r raised: %r", receiver, response)
+        send_logged(task_finished, task=task, result=result)
         return result
 
     # The coordinator ---------------------------------------------------------------
@@ -371,7 +371,7 @@ class Worker:
         if not batch and not size:
             return False
         try:
-            report, tasks = self.storage.acknowledge_and_claim(batch, size, self.clock())
+            report, tasks = self.db.acknowledge_and_claim(self.claimant, batch, size, self.clock())
         except BaseException:
             self._done.extendleft(reversed(batch))
             raise
@@ -399,7 +399,7 @@ class Worker:
         if not batch:
             return
         try:
-            report = self.storage.finish(batch, self.clock())
+            report = self.db.finish(self.claimant, batch, self.clock())
         except BaseException:
             self._done.extendleft(reversed(batch))
             raise
@@ -421,9 +421,7 @@ class Worker:
                 task.name,
                 error.strip().splitlines()[0] if error.strip() else "",
             )
-            for receiver, response in task_failed.send_robust(sender=Task, task=task, error=error):
-                if isinstance(response, Exception):
-                    logger.error("task_failed receiver %r raised: %r", receiver, response)
+            send_logged(task_failed, task=task, error=error)
         if report.lost:
             logger.warning(
                 "worker %s no longer held %d finished task(s): their claim expired and "
@@ -435,14 +433,14 @@ class Worker:
     def _heartbeat(self) -> None:
         held = list(self._held)
         if held:
-            kept = self.storage.heartbeat(held, self.clock())
+            kept = self.db.heartbeat(self.claimant, held, self.clock())
             if kept < len(held):
                 logger.warning(
                     "worker %s lost the claim on %d task(s)", self.lock_id, len(held) - kept
                 )
 
     def _recover(self) -> None:
-        report = self.storage.recover_stale(self.clock())
+        report = self.db.recover_stale(self.claimant.lock_timeout, self.clock())
         if report.retried:
             logger.warning(
                 "recovered %d task(s) whose worker died; they will run again", report.retried
@@ -464,7 +462,7 @@ class Worker:
                 unstarted.append(task)
         if unstarted:
             try:
-                released = self.storage.release([t.pk for t in unstarted])
+                released = self.db.release(self.claimant, [t.pk for t in unstarted])
                 logger.info("released %d claimed task(s) that had not started", released)
             except (DatabaseError, InterfaceError):
                 logger.exception("could not release %d unstarted task(s)", len(unstarted))

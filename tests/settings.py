@@ -80,6 +80,8 @@ if os.environ.get("TASKQUEUE_TEST_DATABASE_NAME"):
 TASKQUEUE = {
     "POLL_INTERVAL": float(os.environ.get("TASKQUEUE_TEST_POLL_INTERVAL", "0.2")),
     "LOCK_TIMEOUT": float(os.environ.get("TASKQUEUE_TEST_LOCK_TIMEOUT", "300")),
+    # "generic" runs the suite on the ORM implementation of the database layer.
+    "DATABASE_LAYER": os.environ.get("TASKQUEUE_TEST_DATABASE_LAYER") or None,
 }
 
 TASKS = {

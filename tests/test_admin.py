@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_taskqueue import admin as taskqueue_admin
+from django_taskqueue.db import queue_db
 from django_taskqueue.models import FailedTask, Task, TaskState, uuid7
 from django_taskqueue.worker import Worker
 from tests.factories import FailedTaskFactory, TaskFactory
@@ -434,13 +435,14 @@ def test_retry_of_a_task_that_failed_twice_retries_the_newest(admin_client):
 
 def test_retry_is_one_transaction(admin_client, monkeypatch):
     failed = FailedTaskFactory.create_batch(2)
-    real = taskqueue_admin.insert_tasks
+    layer = type(queue_db())
+    real = layer.insert
 
-    def insert_then_fail(tasks, using):
-        real(tasks, using)
+    def insert_then_fail(self, tasks):
+        real(self, tasks)
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(taskqueue_admin, "insert_tasks", insert_then_fail)
+    monkeypatch.setattr(layer, "insert", insert_then_fail)
     with pytest.raises(RuntimeError):
         act(admin_client, FAILED, "retry", failed)
     assert not Task.objects.exists()
@@ -450,10 +452,10 @@ def test_retry_is_one_transaction(admin_client, monkeypatch):
 def test_retry_racing_another_retry_says_so(admin_client, monkeypatch):
     failed = FailedTaskFactory()
 
-    def conflict(tasks, using):
+    def conflict(self, tasks):
         raise IntegrityError("duplicate key value violates unique constraint")
 
-    monkeypatch.setattr(taskqueue_admin, "insert_tasks", conflict)
+    monkeypatch.setattr(type(queue_db()), "insert", conflict)
     response = act(admin_client, FAILED, "retry", [failed])
     assert messages_of(response) == [
         "Nothing was retried: the same tasks were being retried at the same time."

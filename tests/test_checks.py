@@ -1,8 +1,17 @@
+import re
+from pathlib import Path
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from django_taskqueue.checks import RULES, check_databases, check_settings
+from django_taskqueue import checks as checks_module
+from django_taskqueue.checks import (
+    RULES,
+    check_database_support,
+    check_databases,
+    check_settings,
+)
 from django_taskqueue.conf import DEFAULTS, conf
 
 
@@ -32,6 +41,7 @@ def test_unknown_key(settings):
 BAD_VALUES = {
     "WORKER_COUNT": [0, -1, "4", 2.0, True],
     "BUFFER_SIZE": [0, None],
+    "DATABASE_LAYER": ["oracle", "django_taskqueue.models.Task", "no.such.Class", 3],
     "DEFAULT_PRIORITY": ["16", 1.5, 40000],
     "DEFAULT_RETRY_MAX": [-1, None],
     "RUN_IMMEDIATE_PRIORITY": ["x", -40000],
@@ -94,10 +104,24 @@ def test_unsupported_database(settings):
     assert ids(check_databases()) == ["django_taskqueue.E018"]
 
 
-def test_ids_are_unique():
-    rule_ids = [rule[0] for rule in RULES.values()]
-    assert len(rule_ids) == len(set(rule_ids))
-    assert not {"E001", "E002", "E017", "E018"} & set(rule_ids)
+def test_every_check_id_names_one_problem():
+    # Every id in the module, whether in the table of rules or in an Error() of its own.
+    source = Path(checks_module.__file__).read_text()
+    found = re.findall(r'"(?:django_taskqueue\.)?(E\d{3})"', source)
+    assert len(found) > len(RULES)
+    assert sorted(i for i in set(found) if found.count(i) > 1) == []
+
+
+def test_database_layer_setting(settings):
+    settings.TASKQUEUE = {"DATABASE_LAYER": "generic"}
+    assert check_settings() == []
+    settings.TASKQUEUE = {"DATABASE_LAYER": "django_taskqueue.db.generic.GenericDatabase"}
+    assert check_settings() == []
+
+
+def test_database_support_is_checked_with_the_database(settings):
+    assert check_database_support(databases=["default"]) == []
+    assert check_database_support(databases=None) == []
 
 
 def test_check_command_fails_on_bad_settings(settings):

@@ -373,7 +373,7 @@ def ids(messages):
 def test_backend_checks(settings):
     assert list(task_backends["default"].check()) == []
     assert ids(check_backend("x", [], ["default"])) == ["django_taskqueue.E020"]
-    assert ids(check_backend("x", {"RETRIES": 1}, ["default"])) == ["django_taskqueue.E020"]
+    assert ids(check_backend("x", {"RETRIES": 1}, ["default"])) == ["django_taskqueue.E027"]
     for bad in (-1, "3", True, None):
         assert ids(check_backend("x", {"RETRY_MAX": bad}, [])) == ["django_taskqueue.E021"]
     assert ids(check_backend("x", {"DATABASE": "other"}, [])) == ["django_taskqueue.E022"]

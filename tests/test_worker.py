@@ -10,10 +10,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_taskqueue import enqueue
+from django_taskqueue.db import Claimant, queue_db
 from django_taskqueue.models import FailedTask, Task, uuid7
 from django_taskqueue.results import Success
 from django_taskqueue.signals import task_failed, task_finished, task_started
-from django_taskqueue.storage import QueueStorage
 from django_taskqueue.worker import Worker
 from tests.factories import TaskFactory
 from tests.models import Run
@@ -34,9 +34,23 @@ class Clock:
         self.now += timedelta(**kwargs)
 
 
+class Store:
+    """The database layer bound to one claimant, as a worker uses it."""
+
+    def __init__(self, lock_timeout=60, queues=()):
+        self.db = queue_db("default")
+        self.lock_id = uuid7()
+        self.claimant = Claimant(self.lock_id, timedelta(seconds=lock_timeout), tuple(queues))
+
+    def __getattr__(self, name):
+        method = getattr(self.db, name)
+        if name == "recover_stale":
+            return lambda now: method(self.claimant.lock_timeout, now)
+        return lambda *args: method(self.claimant, *args)
+
+
 def storage(**kwargs):
-    options = {"using": "default", "lock_id": uuid7(), "lock_timeout": 60}
-    return QueueStorage(**{**options, **kwargs})
+    return Store(**kwargs)
 
 
 def burst(**kwargs):
@@ -118,8 +132,9 @@ def test_claim_filters_queues():
 
 
 def test_claim_query_count_does_not_grow_with_the_batch():
-    TaskFactory.create_batch(40)
+    TaskFactory.create_batch(41)
     now = timezone.now()
+    storage().claim(1, now)  # a connection's first claim on PostgreSQL also sets it up
     counts = []
     for size in (1, 30):
         with CaptureQueriesContext(connection) as ctx:
@@ -347,15 +362,15 @@ def test_claimed_tasks_run_in_claim_order():
 
 def test_postgresql_claim_keeps_an_index_plan_when_prepared():
     """A prepared claim's generic plan must not scan the table to find the batch."""
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL only")
+    if queue_db().vendor != "postgresql":
+        pytest.skip("PostgreSQL's database layer only")
     Task.objects.bulk_create(
         Task(name="tests.record", arguments={}, start_at=timezone.now()) for _ in range(2000)
     )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE django_taskqueue_task")
     store = storage()
-    claim_sql, params, _, _ = store._claim_statement(32, timezone.now())
+    claim_sql, params = store.db.claim_sql(store.claimant, 32, timezone.now())
     for index in range(len(params)):
         claim_sql = claim_sql.replace("%s", f"${index + 1}", 1)
     with connection.cursor() as cursor:
@@ -386,8 +401,8 @@ def _prepared_claims():
 
 @pytest.mark.parametrize("prepare", [True, False])
 def test_postgresql_worker_statements_are_prepared_unless_turned_off(taskqueue_settings, prepare):
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL only")
+    if queue_db().vendor != "postgresql":
+        pytest.skip("PostgreSQL's database layer only")
     taskqueue_settings["PREPARE_STATEMENTS"] = prepare
     for n in range(5):
         enqueue("tests.record", {"n": n})
@@ -411,8 +426,8 @@ def test_postgresql_worker_statements_are_prepared_unless_turned_off(taskqueue_s
 def test_postgresql_worker_carries_on_when_prepared_statements_vanish(caplog):
     # A transaction-pooling proxy that does not track prepared statements hands the
     # next statement to a server connection that never saw it.
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL only")
+    if queue_db().vendor != "postgresql":
+        pytest.skip("PostgreSQL's database layer only")
     caplog.set_level("WARNING", logger="django_taskqueue")
     for n in range(8):
         enqueue("tests.record", {"n": n})
@@ -420,12 +435,12 @@ def test_postgresql_worker_carries_on_when_prepared_statements_vanish(caplog):
     now = timezone.now()
     tasks = store.claim(2, now)
     _, tasks = store.acknowledge_and_claim([(t, Success()) for t in tasks], 2, now)
-    assert store.prepare and _prepared_claims() >= 2
+    assert store.db.prepare and _prepared_claims() >= 2
     # Behind psycopg's back, so it still believes the statements exist.
     connection.connection.pgconn.exec_(b"DEALLOCATE ALL")
     report, more = store.acknowledge_and_claim([(t, Success()) for t in tasks], 2, now)
     assert report.deleted == 2 and len(more) == 2
-    assert store.prepare is False
+    assert store.db.prepare is False
     assert "prepared statements do not survive" in caplog.text
     assert Task.objects.count() == 4
     assert Task.objects.filter(lock_id=store.lock_id).count() == 2
@@ -529,12 +544,9 @@ def _locked_elsewhere():
         other.close()
 
 
-def test_mysql_cycle_is_one_transaction_that_leaves_django_in_autocommit():
-    # MySQL/MariaDB: the claim's transaction is START TRANSACTION ... COMMIT sent as
-    # statements; Django's view of the connection must stay autocommit, outside any
-    # atomic block, with nothing left open.
-    if connection.vendor != "mysql":
-        pytest.skip("MySQL/MariaDB only")
+def test_cycle_is_one_transaction_that_leaves_django_in_autocommit():
+    # The claim's transaction is atomic()'s: Django's view of the connection is
+    # autocommit again afterwards, outside any atomic block, with nothing left open.
     for n in range(5):
         enqueue("tests.record", {"n": n})
     store = storage()
@@ -547,30 +559,31 @@ def test_mysql_cycle_is_one_transaction_that_leaves_django_in_autocommit():
     assert {t.pk for t in second}.isdisjoint({t.pk for t in first})
     assert _locked_elsewhere() == (3, 2)
     assert connection.get_autocommit() and not connection.in_atomic_block
-    assert _in_transaction() == 0
+    if connection.vendor == "mysql":
+        assert _in_transaction() == 0
 
 
-def test_mysql_claim_transaction_rolls_back_on_error():
-    if connection.vendor != "mysql":
-        pytest.skip("MySQL/MariaDB only")
+def test_claim_inside_a_transaction_joins_it():
     enqueue("tests.record")
     store = storage()
 
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom), store._transaction():
-        assert _in_transaction() == 1
-        assert len(store._lock_and_mark(5, timezone.now())) == 1
-        raise Boom
-    assert _in_transaction() == 0
-    assert _locked_elsewhere() == (1, 0)
+    committed = []
     # Inside an atomic block the claim joins it, and goes with its rollback.
     with pytest.raises(Boom), transaction.atomic():
+        transaction.on_commit(lambda: committed.append("rolled back"))
         assert len(store.claim(5, timezone.now())) == 1
         raise Boom
     assert _locked_elsewhere() == (1, 0)
-    assert len(store.claim(5, timezone.now())) == 1
+    # ... and the caller's on_commit callbacks run once it commits, not before.
+    with transaction.atomic():
+        transaction.on_commit(lambda: committed.append("committed"))
+        assert len(store.claim(5, timezone.now())) == 1
+        assert committed == [] and connection.in_atomic_block
+    assert committed == ["committed"]
+    assert _locked_elsewhere() == (1, 1)
 
 
 def _hand_out(worker, count=None):
@@ -642,8 +655,8 @@ def test_postgresql_worker_plans_its_prepared_statements_once(taskqueue_settings
     # Left to itself, PostgreSQL plans the prepared claim anew at every run (its
     # generic plan's estimate looks dearer), which costs the server a fifth of its
     # work per task.
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL only")
+    if queue_db().vendor != "postgresql":
+        pytest.skip("PostgreSQL's database layer only")
     taskqueue_settings["PREPARE_STATEMENTS"] = prepare
     connection.close()  # a fresh connection, with the server's default plan_cache_mode
     assert _plan_cache_mode() == "auto"

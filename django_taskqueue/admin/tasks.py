@@ -1,0 +1,242 @@
+"""The queue's admin (``Task``): state counts, and the run now and cancel actions."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Count, F, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import formats, timezone
+from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString
+from django.utils.timesince import timesince, timeuntil
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from ..models import Task, TaskState
+from .base import QueueModelAdmin, _base_actions, estimated_count
+from .filters import StateFilter
+
+logger = logging.getLogger("django_taskqueue")
+
+
+def state_conditions(now: datetime) -> dict[TaskState, Q]:
+    """What ``TaskQuerySet.in_state()`` filters on, as conditions for one aggregate."""
+    return {
+        TaskState.SCHEDULED: Q(locked_until__isnull=True, start_at__gt=now),
+        TaskState.READY: Q(locked_until__isnull=True, start_at__lte=now),
+        TaskState.RUNNING: Q(locked_until__gte=now),
+        TaskState.STALE: Q(locked_until__lt=now),
+    }
+
+
+def _state_badge(state: TaskState) -> SafeString:
+    return format_html(
+        '<span class="taskqueue-state taskqueue-state-{}">{}</span>', state.value, state.label
+    )
+
+
+@admin.register(Task)
+class TaskAdmin(QueueModelAdmin):
+    list_display = ["name", "state", "priority", "start", "retry_count", "short_error"]
+    list_filter = [StateFilter, "name", "priority"]
+    search_fields = ["name", "signature", "error", "=id"]
+    # The order of taskqueue_task_locked_idx, so the first page never sorts the whole table:
+    # stale and running tasks first, then the rest in the order workers claim them.
+    ordering = [F("locked_until").asc(nulls_last=True), "priority", "start_at", "pk"]
+    actions = ["run_now", "cancel"]
+    readonly_fields = ["state", "arguments_json", "error_traceback"]
+    fieldsets = [
+        (None, {"fields": ["name", "state", "queue", "priority", "signature", "id"]}),
+        (_("Schedule"), {"fields": ["created_at", "start_at", "retry_count", "retry_max"]}),
+        (_("Claim"), {"fields": ["lock_id", "locked_until"]}),
+        (_("Arguments"), {"fields": ["arguments_json"]}),
+        (_("Last error"), {"fields": ["error_traceback"]}),
+    ]
+
+    @admin.display(description=_("state"))
+    def state(self, task: Task) -> SafeString:
+        return _state_badge(task.state())
+
+    @admin.display(description=_("start at"), ordering="start_at")
+    def start(self, task: Task) -> SafeString:
+        now = timezone.now()
+        if abs((task.start_at - now).total_seconds()) < 60:
+            relative = gettext("now")
+        elif task.start_at > now:
+            relative = gettext("in %(time)s") % {"time": timeuntil(task.start_at, now, depth=1)}
+        else:
+            relative = gettext("%(time)s ago") % {"time": timesince(task.start_at, now, depth=1)}
+        exact = formats.localize(timezone.localtime(task.start_at))
+        return format_html(
+            '<time class="taskqueue-time" datetime="{}" title="{}">{}</time>',
+            task.start_at.isoformat(),
+            exact,
+            relative,
+        )
+
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        actions = _base_actions(super(), request, action_location)
+        # "cancel" replaces it: it leaves running tasks alone and says so.
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_delete_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        if obj is not None and obj.state() == TaskState.RUNNING:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "taskqueue_states": self.state_counts(request)}
+        return super().changelist_view(request, extra_context)
+
+    def state_counts(self, request: HttpRequest) -> dict[str, Any]:
+        """Tasks per state over the whole queue, for the bar above the list.
+
+        One aggregate query. On a big PostgreSQL table, ready and scheduled tasks are
+        the planner's estimates instead; claimed tasks (running, stale) are few and
+        counted exactly through taskqueue_task_locked_idx.
+        """
+        queryset = self.get_queryset(request).order_by()
+        now = timezone.now()
+        conditions = state_conditions(now)
+        total = estimated_count(queryset)
+        estimated = total is not None and total > self.estimate_above
+        counted = queryset.filter(locked_until__isnull=False) if estimated else queryset
+        exact = [TaskState.RUNNING, TaskState.STALE] if estimated else list(TaskState)
+        counts = {
+            TaskState(state): count
+            for state, count in counted.aggregate(
+                **{state.value: Count("pk", filter=conditions[state]) for state in exact}
+            ).items()
+        }
+        if estimated:
+            for state in (TaskState.READY, TaskState.SCHEDULED):
+                counts[state] = estimated_count(queryset.in_state(state, now))
+        else:
+            total = sum(counts.values())
+        active = request.GET.get(StateFilter.parameter_name)
+        states = [
+            {
+                "label": _state_badge(state),
+                "count": formats.number_format(counts[state], force_grouping=True),
+                "estimated": state not in exact,
+                "url": "?" + urlencode({StateFilter.parameter_name: state.value}),
+                "active": active == state.value,
+            }
+            for state in (TaskState.READY, TaskState.SCHEDULED, TaskState.RUNNING, TaskState.STALE)
+        ]
+        return {
+            "total": formats.number_format(total, force_grouping=True),
+            "states": states,
+            "all_active": active not in TaskState.values,
+            "estimated": estimated,
+            "estimate_above": formats.number_format(self.estimate_above, force_grouping=True),
+        }
+
+    @admin.action(description=_("Run selected %(verbose_name_plural)s now"), permissions=["change"])
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        """Make scheduled tasks due now. Due tasks keep their start_at, and so their turn."""
+        now = timezone.now()
+        queryset = queryset.order_by()
+        selected = queryset.count()
+        moved = queryset.scheduled(now).update(start_at=now)  # type: ignore[attr-defined]
+        logger.info("admin: %s moved %d scheduled tasks to run now", request.user, moved)
+        if moved:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d scheduled task will run as soon as a worker is free.",
+                    "%(count)d scheduled tasks will run as soon as a worker is free.",
+                    moved,
+                )
+                % {"count": moved},
+                messages.SUCCESS,
+            )
+        if selected > moved:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d task was left alone: only scheduled tasks can be moved, and it "
+                    "is already due or running.",
+                    "%(count)d tasks were left alone: only scheduled tasks can be moved, and "
+                    "they are already due or running.",
+                    selected - moved,
+                )
+                % {"count": selected - moved},
+                messages.WARNING,
+            )
+
+    @admin.action(description=_("Cancel selected %(verbose_name_plural)s"), permissions=["delete"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Task]) -> HttpResponse | None:
+        """Delete the selected tasks that are not running, after a confirmation page.
+
+        A running task cannot be stopped from here: its consumer is executing in a
+        worker. Deleting its row would only throw away the run's outcome (no retry, no
+        failure log), so running tasks are skipped.
+        """
+        now = timezone.now()
+        queryset = queryset.order_by()
+        cancellable = queryset.filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        running = queryset.filter(locked_until__gte=now).count()
+        if request.POST.get("post") == "yes":
+            cancelled = cancellable.delete()[0]
+            logger.info("admin: %s cancelled %d tasks", request.user, cancelled)
+            if cancelled:
+                self.message_user(
+                    request,
+                    ngettext(
+                        "Cancelled %(count)d task.",
+                        "Cancelled %(count)d tasks.",
+                        cancelled,
+                    )
+                    % {"count": cancelled},
+                    messages.SUCCESS,
+                )
+            self._running_skipped(request, running)
+            return None
+        count = cancellable.count()
+        if not count:
+            self._running_skipped(request, running)
+            return None
+        shown = 20
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Cancel tasks?"),
+            "opts": self.model._meta,
+            "media": self.media,
+            "count": count,
+            "running": running,
+            "tasks": list(cancellable.order_by(*self.ordering)[:shown]),
+            "more": max(0, count - shown),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across") == "1",
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/django_taskqueue/task/cancel_confirmation.html", context
+        )
+
+    def _running_skipped(self, request: HttpRequest, running: int) -> None:
+        if running:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d running task was not cancelled: a worker is running it now. "
+                    "Cancel it once its run ends.",
+                    "%(count)d running tasks were not cancelled: workers are running them now. "
+                    "Cancel them once their runs end.",
+                    running,
+                )
+                % {"count": running},
+                messages.WARNING,
+            )

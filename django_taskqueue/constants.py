@@ -1,0 +1,18 @@
+"""Values the package defines once: limits of the task table and the defaults of a task."""
+
+# Priority is a SmallIntegerField: lower numbers run first.
+PRIORITY_MIN = -32768
+PRIORITY_MAX = 32767
+DEFAULT_PRIORITY = 16
+DEFAULT_RETRY_MAX = 8
+# retry_max and retry_count are PositiveIntegerFields.
+RETRY_MAX_LIMIT = 2**31 - 1
+DEFAULT_QUEUE = "default"
+NAME_MAX_LENGTH = 255
+SIGNATURE_MAX_LENGTH = 255
+QUEUE_MAX_LENGTH = 100
+
+# The queue's task name for every task enqueued through Django's tasks framework.
+FRAMEWORK_TASK = "django_taskqueue.framework"
+# The name under which catch-all consumers register.
+CATCH_ALL = "*"

@@ -1,0 +1,206 @@
+"""The queue on any Django database with ``SELECT ... FOR UPDATE SKIP LOCKED``, through the ORM.
+
+This is the reference implementation of :class:`~django_taskqueue.db.base.QueueDatabase`:
+the per-database classes override its hot methods with faster statements and must
+behave the same (the test suite runs the worker tests on this class too).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from ..lifecycle import requeued_copy, retry_values
+from ..models import FailedTask, Task, TaskQuerySet, uuid7
+from ..results import Result
+from .base import (
+    Claimant,
+    FinishReport,
+    Outcomes,
+    QueueDatabase,
+    claim_order,
+    mark_stored,
+    without_repeated_signatures,
+)
+
+
+class GenericDatabase(QueueDatabase):
+    def check_support(self) -> str | None:
+        if not self.connection.features.has_select_for_update_skip_locked:
+            return (
+                f"database {self.alias!r} ({self.connection.display_name}) has no "
+                "SELECT ... FOR UPDATE SKIP LOCKED, which the queue claims tasks with"
+            )
+        return None
+
+    def tasks(self) -> TaskQuerySet:
+        return Task.objects.using(self.alias)
+
+    def ready(self, claimant: Claimant, now: datetime) -> TaskQuerySet:
+        tasks = self.tasks().ready(now)
+        if claimant.queues:
+            tasks = tasks.filter(queue__in=claimant.queues)
+        return tasks
+
+    def mine(self, claimant: Claimant) -> TaskQuerySet:
+        return self.tasks().filter(lock_id=claimant.lock_id)
+
+    # Publishing -------------------------------------------------------------------
+
+    def insert(self, tasks: Sequence[Task]) -> list[Task]:
+        unique = without_repeated_signatures(tasks)
+        if not unique:
+            return []
+        signed = [t.pk for t in unique if t.signature is not None]
+        with transaction.atomic(using=self.alias, savepoint=False):
+            if not signed or self.connection.features.supports_ignore_conflicts:
+                self.tasks().bulk_create(unique, ignore_conflicts=bool(signed))
+                if signed:
+                    kept = set(self.tasks().filter(pk__in=signed).values_list("pk", flat=True))
+                    unique = [t for t in unique if t.signature is None or t.pk in kept]
+            else:
+                unique = self._insert_one_by_one(unique)
+        mark_stored(unique, self.alias)
+        return unique
+
+    def _insert_one_by_one(self, tasks: list[Task]) -> list[Task]:
+        """Without insert-or-ignore: a savepoint per signed task lets a duplicate fail."""
+        stored = []
+        for task in tasks:
+            try:
+                with transaction.atomic(using=self.alias):
+                    task.save(using=self.alias, force_insert=True)
+            except IntegrityError:
+                if task.signature is None:
+                    raise
+                continue
+            stored.append(task)
+        return stored
+
+    def cancel(self, signature: str) -> int:
+        return self.tasks().filter(signature=signature).delete()[0]
+
+    # Claiming and holding ---------------------------------------------------------
+
+    def claim(self, claimant: Claimant, limit: int, now: datetime) -> list[Task]:
+        if limit <= 0:
+            return []
+        locked_until = now + claimant.lock_timeout
+        with transaction.atomic(using=self.alias, savepoint=False):
+            tasks = list(self.ready(claimant, now).select_for_update(skip_locked=True)[:limit])
+            if tasks:
+                self.tasks().filter(pk__in=[t.pk for t in tasks]).update(
+                    lock_id=claimant.lock_id, locked_until=locked_until
+                )
+        for task in tasks:
+            task.lock_id, task.locked_until = claimant.lock_id, locked_until
+        return sorted(tasks, key=claim_order)
+
+    def acknowledge_and_claim(
+        self,
+        claimant: Claimant,
+        outcomes: Sequence[tuple[Task, Result]],
+        limit: int,
+        now: datetime,
+    ) -> tuple[FinishReport | None, list[Task]]:
+        if not outcomes:
+            return None, self.claim(claimant, limit, now)
+        with transaction.atomic(using=self.alias, savepoint=False):
+            report = self.finish(claimant, outcomes, now)
+            return report, self.claim(claimant, limit, now)
+
+    def heartbeat(self, claimant: Claimant, ids: Iterable[uuid.UUID], now: datetime) -> int:
+        return self.update_mine(claimant, ids, locked_until=now + claimant.lock_timeout)
+
+    def release(self, claimant: Claimant, ids: Iterable[uuid.UUID]) -> int:
+        return self.update_mine(claimant, ids, lock_id=None, locked_until=None)
+
+    def update_mine(self, claimant: Claimant, ids: Iterable[uuid.UUID], **values: Any) -> int:
+        ids = list(ids)
+        if not ids:
+            return 0
+        return self.mine(claimant).filter(pk__in=ids).update(**values)
+
+    # Finishing and recovering -----------------------------------------------------
+
+    def delete_mine(self, claimant: Claimant, ids: list[uuid.UUID]) -> int:
+        """Delete the finished tasks the claimant still holds; return how many."""
+        return self.mine(claimant).filter(pk__in=ids).delete()[0]
+
+    def finish(
+        self, claimant: Claimant, outcomes: Sequence[tuple[Task, Result]], now: datetime
+    ) -> FinishReport:
+        report = FinishReport()
+        sorted_ = Outcomes.sort(outcomes)
+        mine = self.mine(claimant)
+        with transaction.atomic(using=self.alias, savepoint=False):
+            if sorted_.done:
+                report.deleted = self.delete_mine(claimant, sorted_.done)
+                report.lost += len(sorted_.done) - report.deleted
+            for task, error in sorted_.retries:
+                if mine.filter(pk=task.pk).update(**retry_values(task, error, now)):
+                    report.retried += 1
+                else:
+                    report.lost += 1
+            copies = []
+            for task, requeue in sorted_.requeues:
+                if mine.filter(pk=task.pk).delete()[0]:
+                    copies.append(requeued_copy(task, requeue, now))
+                else:
+                    report.lost += 1
+            report.requeued = len(self.insert(copies))
+            failed = []
+            for task, message in sorted_.finals:
+                if mine.filter(pk=task.pk).delete()[0]:
+                    failed.append((task, message))
+                else:
+                    report.lost += 1
+            self.log_failures(failed, now)
+            report.failed.extend(failed)
+        return report
+
+    def log_failures(self, failures: Sequence[tuple[Task, str]], now: datetime) -> None:
+        if failures:
+            FailedTask.objects.using(self.alias).bulk_create(
+                [FailedTask.from_task(task, error, failed_at=now) for task, error in failures]
+            )
+
+    def recover_stale(self, lock_timeout: timedelta, now: datetime) -> FinishReport:
+        """Each expiry counts as a failed attempt, so a task that keeps killing its
+        worker ends in the failure log after retry_max expiries instead of looping."""
+        report = FinishReport()
+        stale = self.tasks().filter(locked_until__lt=now)
+        message = (
+            "the claim on this task expired before its run finished: the worker running "
+            "it died, was killed, or lost its database connection for longer than "
+            f"LOCK_TIMEOUT ({lock_timeout.total_seconds():g}s)"
+        )
+        # Exhausted tasks: take them over under a fresh lock id, then move them.
+        recovery = uuid7()
+        taken = stale.filter(retry_count__gte=F("retry_max")).update(
+            lock_id=recovery, locked_until=now + lock_timeout
+        )
+        if taken:
+            with transaction.atomic(using=self.alias, savepoint=False):
+                failed = []
+                for task in self.tasks().filter(lock_id=recovery):
+                    if self.tasks().filter(pk=task.pk, lock_id=recovery).delete()[0]:
+                        error = (
+                            f"gave up after {task.retry_count + 1} attempts "
+                            f"(retry_max={task.retry_max}): {message}"
+                        )
+                        failed.append((task, error))
+                self.log_failures(failed, now)
+                report.failed.extend(failed)
+        report.retried = stale.filter(retry_count__lt=F("retry_max")).update(
+            lock_id=None,
+            locked_until=None,
+            retry_count=F("retry_count") + 1,
+            error=message,
+        )
+        return report
