@@ -8,11 +8,10 @@ from django.apps import AppConfig
 from django.core import checks
 from django.utils.translation import gettext_lazy as _
 
+from .constants import FRAMEWORK_TASK
+
 if TYPE_CHECKING:
     from .models import Task
-
-FRAMEWORK_TASK = "django_taskqueue.framework"
-"""The queue's task name for every task enqueued through Django's tasks framework."""
 
 
 def framework_available() -> bool:
@@ -26,7 +25,7 @@ def run_framework_task(payload: dict[str, Any], task: Task) -> Any:
     A process that never runs one (most workers of a site that does not use the
     framework) does not import the framework at all: about 2.5 MB less per process.
     """
-    from .framework import run_framework_task
+    from .framework_consumer import run_framework_task
 
     return run_framework_task(payload, task)
 

@@ -23,9 +23,9 @@ from django.core.checks import CheckMessage
 from django.utils import timezone
 
 from .conf import conf
+from .constants import FRAMEWORK_TASK
 from .exceptions import InvalidTask
 from .framework import (
-    FRAMEWORK_TASK,
     BaseTaskBackend,
     FrameworkTask,
     InvalidFrameworkTask,

@@ -1,5 +1,6 @@
-"""Django's tasks framework on the queue: the compatibility imports, the consumer that
-runs framework tasks in the worker, and how their results are recorded and read back.
+"""Django's tasks framework on the queue: the compatibility imports, the task class,
+how results are recorded and read back, and how old ones are pruned. The consumer that
+runs framework tasks in the worker is :mod:`~django_taskqueue.framework_consumer`.
 
 The framework is ``django.tasks`` on Django 6.0+, and the ``django-tasks`` backport
 package on Django 5.2. A framework task is stored as one of our tasks named
@@ -10,13 +11,10 @@ result lives in :class:`~django_taskqueue.models.TaskResultRecord`.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import django
@@ -24,9 +22,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
 
-from .apps import FRAMEWORK_TASK
 from .conf import conf
-from .results import Error, Success
+from .constants import FRAMEWORK_TASK
 
 if django.VERSION >= (6, 0):
     from django.tasks import signals as framework_signals
@@ -54,7 +51,7 @@ else:
         ) from exc
 
 if TYPE_CHECKING:
-    from .models import Task, TaskResultRecord
+    from .models import TaskResultRecord
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -72,7 +69,9 @@ __all__ = [
     "TaskResult",
     "TaskResultDoesNotExist",
     "TaskResultStatus",
+    "framework_signals",
     "normalize_json",
+    "task_backends",
 ]
 
 
@@ -105,14 +104,6 @@ def to_queue_priority(priority: int) -> int:
     return max(PRIORITY_MIN, min(PRIORITY_MAX, conf.DEFAULT_PRIORITY - priority))
 
 
-def worker_id(task: Task) -> str:
-    """The framework's worker id of a run: our worker's lock id."""
-    if task.lock_id is not None:
-        return str(task.lock_id)
-    # Run in-process (RUN_IMMEDIATE_PRIORITY): no worker claimed it.
-    return f"immediate-{os.getpid()}"
-
-
 def load_task(payload: dict[str, Any]) -> FrameworkTask:
     """The framework Task a stored task calls, with the options it was enqueued with."""
     path = payload["path"]
@@ -129,15 +120,6 @@ def load_task(payload: dict[str, Any]) -> FrameworkTask:
     if isinstance(target, QueueTask) and payload.get("retry_max") is not None:
         changes["retry_max"] = payload["retry_max"]
     return replace(target, **changes)
-
-
-def _backend_class(alias: str) -> type:
-    from .backends import TaskQueueBackend
-
-    try:
-        return type(task_backends[alias])
-    except Exception:
-        return TaskQueueBackend
 
 
 def as_result(
@@ -179,104 +161,11 @@ def new_record(task_id: uuid.UUID, payload: dict[str, Any], **values: Any) -> Ta
     )
 
 
-def _start(task: Task, payload: dict[str, Any], now: datetime, using: str) -> TaskResultRecord:
-    """Record that a run starts: RUNNING, one more worker id."""
-    from .models import ResultStatus, TaskResultRecord
-
-    record = TaskResultRecord.objects.using(using).filter(pk=task.pk).first()
-    if record is None:
-        record = new_record(
-            task.pk,
-            payload,
-            queue=task.queue,
-            status=ResultStatus.RUNNING,
-            enqueued_at=task.created_at,
-            started_at=now,
-            last_attempted_at=now,
-            worker_ids=[worker_id(task)],
-        )
-        record.save(using=using, force_insert=True)
-        return record
-    # A later attempt, or a run again after a retry from the failure log.
-    record.status = ResultStatus.RUNNING
-    record.started_at = record.started_at or now
-    record.last_attempted_at = now
-    record.finished_at = None
-    record.return_value = None
-    record.worker_ids = [*record.worker_ids, worker_id(task)]
-    record.save(
-        using=using,
-        update_fields=[
-            "status",
-            "started_at",
-            "last_attempted_at",
-            "finished_at",
-            "return_value",
-            "worker_ids",
-        ],
-    )
-    return record
-
-
-def _send(signal: Any, alias: str, result: TaskResult) -> None:
-    for receiver, response in signal.send_robust(sender=_backend_class(alias), task_result=result):
-        if isinstance(response, Exception):
-            logger.error("framework signal receiver %r raised: %r", receiver, response)
-
-
-def run_framework_task(payload: dict[str, Any], task: Task) -> Any:
-    """The consumer of :data:`FRAMEWORK_TASK`: call the framework task, record the outcome.
-
-    An exception is recorded in the result's ``errors`` and returned as
-    :class:`~django_taskqueue.results.Error`, so the queue's retries and failure log
-    apply; the result is FAILED once no retry is left, READY again otherwise.
-    """
-    from .models import ResultStatus
-
-    using = task._state.db or conf.DATABASE
-    record = _start(task, payload, timezone.now(), using)
-    final = task.retry_count >= task.retry_max
-    framework_task = None
-    result = None
-    try:
-        framework_task = load_task(payload)
-        result = as_result(framework_task, record)
-        _send(framework_signals.task_started, record.backend, result)
-        args, kwargs = record.args, record.kwargs
-        if framework_task.takes_context:
-            value = framework_task.call(TaskContext(task_result=result), *args, **kwargs)
-        else:
-            value = framework_task.call(*args, **kwargs)
-        record.return_value = normalize_json(value)
-    except Exception as exc:
-        error = {
-            "exception_class_path": f"{type(exc).__module__}.{type(exc).__qualname__}",
-            "traceback": traceback.format_exc(),
-        }
-        record.errors = [*record.errors, error]
-        record.status = ResultStatus.FAILED if final else ResultStatus.READY
-        record.finished_at = timezone.now() if final else None
-        record.save(using=using, update_fields=["status", "errors", "finished_at"])
-        if framework_task is not None:
-            # Sent inside the except block: the framework's log receiver reads exc_info.
-            finished = as_result(framework_task, record)
-            _send(framework_signals.task_finished, record.backend, finished)
-        if final:
-            _maybe_prune(using)
-        return Error(exc, traceback=error["traceback"])
-    record.status = ResultStatus.SUCCESSFUL
-    record.finished_at = timezone.now()
-    record.save(using=using, update_fields=["status", "return_value", "finished_at"])
-    _send(framework_signals.task_finished, record.backend, as_result(framework_task, record))
-    _maybe_prune(using)
-    return Success()
-
-
 _pruned_at: dict[str, float] = {}
 _prune_lock = threading.Lock()
 
 
-def _maybe_prune(using: str) -> None:
+def maybe_prune(using: str) -> None:
     """Delete expired results now and then, so a worker keeps the table small."""
     if conf.RESULT_TTL is None:
         return

@@ -9,7 +9,6 @@ through the consumers registered for its name and turns whatever happens into a
 from __future__ import annotations
 
 import inspect
-import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,14 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import async_to_sync
 
+from .constants import CATCH_ALL
 from .results import Error, Failure, Ignored, Result, Success
 
 if TYPE_CHECKING:
     from .models import Task
-
-logger = logging.getLogger("django_taskqueue")
-
-CATCH_ALL = "*"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,12 +84,6 @@ class ConsumerRegistry:
             registry[name] = (*existing, entry)
         self._registry = registry
         return entry
-
-    def unregister(self, func: Callable[..., Any]) -> None:
-        self._registry = {
-            name: tuple(c for c in consumers if c.func is not func)
-            for name, consumers in self._registry.items()
-        }
 
     def consumers_for(self, name: str) -> tuple[Consumer, ...]:
         """Consumers to try for ``name``: its own first, then the catch-alls."""

@@ -29,10 +29,6 @@ class Result:
         """True for :class:`Success` and :class:`Requeue`: the run did its work."""
         return False
 
-    @property
-    def not_successful(self) -> bool:
-        return not self.is_successful
-
 
 @dataclass(frozen=True)
 class Success(Result):

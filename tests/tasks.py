@@ -82,3 +82,10 @@ def which_connection(args, task):
     Run.objects.create(
         task_id=task.id, name=task.name, arguments={"conn": id(connection.connection)}
     )
+
+
+@consumer("tests.step_then_raise")
+def step_then_raise(args):
+    """Changes its arguments in place, then fails: the retry must carry the change."""
+    args["position"] = args.get("position", 0) + 1
+    raise ValueError("step failed")

@@ -18,8 +18,8 @@ from django_taskqueue import enqueue
 from django_taskqueue.admin import _retry
 from django_taskqueue.backends import TaskQueueBackend
 from django_taskqueue.checks import check_backend
+from django_taskqueue.constants import FRAMEWORK_TASK
 from django_taskqueue.framework import (
-    FRAMEWORK_TASK,
     InvalidFrameworkTask,
     TaskResultDoesNotExist,
     TaskResultStatus,
@@ -408,11 +408,12 @@ def test_a_process_imports_the_framework_only_to_run_a_framework_task():
     proc = run_python(
         "import sys\n"
         "import django_taskqueue.worker\n"
-        "from django_taskqueue.apps import FRAMEWORK_TASK\n"
+        "from django_taskqueue.constants import FRAMEWORK_TASK\n"
         "from django_taskqueue.registry import registry\n"
         "assert registry.consumers_for(FRAMEWORK_TASK), 'no consumer'\n"
         "print('django_taskqueue.framework' in sys.modules)\n"
+        "print('django_taskqueue.framework_consumer' in sys.modules)\n"
     )
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert out.split() == ["False"]
+    assert out.split() == ["False", "False"]

@@ -90,3 +90,13 @@ def test_async_delay_in_a_rolled_back_transaction_stores_nothing():
         raise RuntimeError
     time.sleep(0.3)
     assert not Task.objects.exists()
+
+
+def test_an_in_process_retry_stores_the_arguments_the_consumer_changed(pool):
+    # The arguments were encoded once when enqueued; the stored retry must be encoded
+    # from what the consumer left, not from that first text.
+    enqueue("tests.step_then_raise", {"position": 0}, priority=1)
+    pool.join()
+    stored = Task.objects.get()
+    assert stored.arguments == {"position": 1}
+    assert stored.retry_count == 1

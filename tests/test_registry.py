@@ -178,7 +178,7 @@ def test_consumer_changes_to_arguments_stay_on_the_task(consumers):
 def test_is_successful():
     assert Success().is_successful and Requeue().is_successful
     for result in (Error("x"), Failure("x"), Ignored()):
-        assert not result.is_successful and result.not_successful
+        assert not result.is_successful
 
 
 def test_requeue_validates_its_delay():

@@ -38,8 +38,13 @@ class PostgreSQLDatabase(SQLDatabase):
 
     def __init__(self, alias: str) -> None:
         super().__init__(alias)
-        # Off for good in this process once a pooler loses a prepared statement.
-        self.prepare = conf.PREPARE_STATEMENTS and _psycopg3()
+        # Set for good in this process once a pooler loses a prepared statement.
+        self.lost_prepared = False
+
+    @property
+    def prepare(self) -> bool:
+        """Whether the worker's statements are prepared."""
+        return conf.PREPARE_STATEMENTS and not self.lost_prepared and _psycopg3()
 
     def check_support(self) -> str | None:
         return None
@@ -103,7 +108,7 @@ class PostgreSQLDatabase(SQLDatabase):
             return cursor.fetchall() if fetch else cursor.rowcount
 
     def stop_preparing(self) -> None:
-        self.prepare = False
+        self.lost_prepared = True
         logger.warning(
             "prepared statements do not survive on database %r (a transaction-pooling "
             "proxy?); the worker stops preparing its statements in this process. Set "

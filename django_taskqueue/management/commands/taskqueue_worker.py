@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any
 
@@ -16,21 +15,6 @@ from django_taskqueue.management.options import (
     positive_float,
     positive_int,
 )
-
-logger = logging.getLogger("django_taskqueue")
-
-LEVELS = {0: logging.ERROR, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
-
-
-def configure_logging(verbosity: int) -> None:
-    """Map --verbosity to the package logger; log to stderr if nothing else does."""
-    logger.setLevel(LEVELS.get(verbosity, logging.INFO))
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(message)s")
-        )
-        logger.addHandler(handler)
 
 
 class Command(BaseCommand):
@@ -101,6 +85,7 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         from django_taskqueue.worker import Worker
+        from django_taskqueue.worker.logs import configure_logging
 
         configure_logging(verbosity)
         worker_options = {
@@ -114,7 +99,7 @@ class Command(BaseCommand):
             "using": database,
         }
         if processes is not None:
-            from django_taskqueue.supervisor import Supervisor
+            from django_taskqueue.worker.supervisor import Supervisor
 
             code = Supervisor(processes, worker_options, verbosity).run()
         else:

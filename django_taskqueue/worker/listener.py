@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from .db import queue_db
+from ..db import queue_db
 
 logger = logging.getLogger("django_taskqueue")
 

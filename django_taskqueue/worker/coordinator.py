@@ -1,39 +1,37 @@
-"""The worker: a pool of threads that run claimed tasks, and the loop that feeds it.
+"""The worker's coordinator: the loop that feeds a pool of threads with claimed tasks.
 
 One coordinator (the thread that calls :meth:`Worker.run`) owns every queue write of
 the process: it claims batches, acknowledges finished runs in batches, extends claims
 (heartbeat) and recovers tasks whose worker died. ``WORKER_COUNT`` executor threads only
-run consumers and hand their outcomes back. On PostgreSQL a listener thread wakes the
-coordinator when a task is enqueued.
+run consumers and hand their outcomes back (:mod:`~django_taskqueue.worker.executor`).
+On PostgreSQL a listener thread wakes the coordinator when a task is enqueued.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import signal
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
-from .conf import conf
-from .connections import ThreadConnections, close_quietly
-from .db import Claimant, FinishReport, queue_db
+from ..conf import conf
+from ..connections import close_quietly
+from ..db import Claimant, FinishReport, queue_db
+from ..models import Task, uuid7
+from ..registry import ConsumerRegistry, registry
+from ..results import Result
+from ..signals import send_logged, task_failed
+from .executor import run_executor
 from .listener import Listener
-from .models import Task, uuid7
-from .registry import ConsumerRegistry, registry, run_task
-from .results import Error, Failure, Requeue, Result
-from .signalling import SignalRelay
-from .signals import send_logged, task_failed, task_finished, task_started
+from .stopping import StopSignals, shut_down
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -106,8 +104,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._listener: Listener | None = None
         self._listen = listen
-        self._old_handlers: dict[int, Any] = {}
-        self._relay: SignalRelay | None = None
+        self._signals: StopSignals | None = None
         # Bumped when the database seems to have gone away; executor threads then
         # check their own connections before the next task.
         self._outages = 0
@@ -135,7 +132,7 @@ class Worker:
         try:
             self._loop()
         finally:
-            self._shutdown()
+            shut_down(self)
         logger.info("worker %s stopped after %d tasks", self.lock_id, self.processed)
         return self.exit_code
 
@@ -156,46 +153,24 @@ class Worker:
         supervisor, which forwards SIGTERM) and a repeated SIGTERM is too: a service
         manager may signal every process of the group as well as the supervisor.
         The supervisor forces with SIGKILL. The signals are handled in a thread of
-        their own (see :mod:`django_taskqueue.signalling`).
+        their own (see :mod:`django_taskqueue.worker.stopping`).
         """
         if threading.current_thread() is not threading.main_thread():
             return
-
-        def handle(signum: int) -> None:
-            name = signal.Signals(signum).name
-            if self._stopping.is_set():
-                if supervised:
-                    logger.info("%s again: still stopping", name)
-                    return
-                logger.warning("%s again: exiting now, running tasks are abandoned", name)
-                os._exit(1)
-            logger.info(
-                "%s: stopping; waiting up to %gs for %d running task(s)",
-                name,
-                self.grace,
-                len(self._running),
-            )
-            self.stop()
-
-        self._relay = SignalRelay(handle, name="taskqueue-signals")
-        self._relay.install([signal.SIGTERM] if supervised else [signal.SIGTERM, signal.SIGINT])
-        if supervised:
-            self._old_handlers[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self._signals = StopSignals(self, supervised=supervised)
+        self._signals.install()
 
     def restore_signal_handlers(self) -> None:
-        if self._relay is not None:
-            self._relay.restore()
-            self._relay = None
-        for signum, handler in self._old_handlers.items():
-            signal.signal(signum, handler)
-        self._old_handlers.clear()
+        if self._signals is not None:
+            self._signals.restore()
+            self._signals = None
 
     # Threads ----------------------------------------------------------------------
 
     def _start_threads(self) -> None:
         for index in range(self.workers):
             thread = threading.Thread(
-                target=self._execute_loop, name=f"taskqueue-worker-{index}", daemon=True
+                target=run_executor, args=(self,), name=f"taskqueue-worker-{index}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
@@ -205,61 +180,6 @@ class Worker:
 
     def _outage(self) -> None:
         self._outages += 1
-
-    def _execute_loop(self) -> None:
-        conns = ThreadConnections()
-        outages_seen = self._outages
-        ready, running, done, wake = self._ready, self._running, self._done, self._wake
-        try:
-            while True:
-                task = ready.get()
-                if task is None:
-                    return
-                if not wake.is_set() and self._maybe_more and ready.qsize() <= self._low_water:
-                    wake.set()  # room to claim more while this task runs
-                if outages_seen != self._outages:
-                    outages_seen = self._outages
-                    conns.check()
-                conns.start_of_task()
-                running[task.pk] = task
-                result = self._execute(task)
-                done.append((task, result))
-                del running[task.pk]
-                if not wake.is_set() and (len(done) == 1 or not running or self._stopping.is_set()):
-                    # The first run to acknowledge (the coordinator batches the rest),
-                    # or the last one running.
-                    wake.set()
-                conns.end_of_task()
-        finally:
-            conns.close()
-
-    def _execute(self, task: Task) -> Result:
-        log_context = (task.pk, task.name)
-        send_logged(task_started, task=task)
-        started = time.monotonic()
-        result = run_task(task, self.consumers)
-        elapsed = time.monotonic() - started
-        if isinstance(result, Error):
-            lines = result.describe().strip().splitlines()
-            logger.warning(
-                "task %s (%s) raised after %.3fs (attempt %d of %d): %s",
-                *log_context,
-                elapsed,
-                task.retry_count + 1,
-                task.retry_max + 1,
-                lines[-1] if lines else "",
-            )
-        elif isinstance(result, Failure):
-            logger.warning("task %s (%s) failed for good: %s", *log_context, result.describe())
-        elif logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "task %s (%s) %s in %.3fs",
-                *log_context,
-                "requeued" if isinstance(result, Requeue) else "succeeded",
-                elapsed,
-            )
-        send_logged(task_finished, task=task, result=result)
-        return result
 
     # The coordinator ---------------------------------------------------------------
 
@@ -448,63 +368,3 @@ class Worker:
         self._report(report)
         if report.retried:
             self._maybe_more = True
-
-    # Shutdown ---------------------------------------------------------------------
-
-    def _shutdown(self) -> None:
-        unstarted = []
-        while True:
-            try:
-                task = self._ready.get_nowait()
-            except queue.Empty:
-                break
-            if task is not None:
-                unstarted.append(task)
-        if unstarted:
-            try:
-                released = self.db.release(self.claimant, [t.pk for t in unstarted])
-                logger.info("released %d claimed task(s) that had not started", released)
-            except (DatabaseError, InterfaceError):
-                logger.exception("could not release %d unstarted task(s)", len(unstarted))
-            for task in unstarted:
-                self._held.pop(task.pk, None)
-        deadline = time.monotonic() + self.grace
-        next_heartbeat = time.monotonic() + self.heartbeat_interval
-        while self._running and time.monotonic() < deadline:
-            self._wake.wait(0.2)
-            self._wake.clear()
-            try:
-                self._flush()
-                if time.monotonic() >= next_heartbeat:
-                    self._heartbeat()
-                    next_heartbeat = time.monotonic() + self.heartbeat_interval
-            except (DatabaseError, InterfaceError) as exc:
-                logger.warning("database error while stopping (%s)", exc)
-                close_quietly(self.using)
-        for _ in self._threads:
-            self._ready.put(None)
-        if self._listener is not None:
-            self._listener.stop()
-        for attempt in range(5):
-            try:
-                self._flush()
-                break
-            except (DatabaseError, InterfaceError) as exc:
-                logger.warning("could not acknowledge finished tasks (%s); retrying", exc)
-                close_quietly(self.using)
-                time.sleep(0.2 * (attempt + 1))
-        still_running = len(self._running)
-        unacknowledged = len(self._done)
-        if still_running or unacknowledged:
-            logger.warning(
-                "worker %s stopped with %d task(s) still running and %d unacknowledged; "
-                "they run again once their claim expires",
-                self.lock_id,
-                still_running,
-                unacknowledged,
-            )
-            self.exit_code = 1
-        else:
-            for thread in self._threads:
-                thread.join(timeout=1)
-        close_quietly(self.using)

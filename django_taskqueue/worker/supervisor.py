@@ -11,7 +11,7 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
-from .signalling import SignalRelay
+from .stopping import SignalRelay
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -20,8 +20,8 @@ def _child(options: dict[str, Any], verbosity: int) -> None:
     import django
 
     django.setup()
-    from .management.commands.taskqueue_worker import configure_logging
-    from .worker import Worker
+    from .coordinator import Worker
+    from .logs import configure_logging
 
     configure_logging(verbosity)
     worker = Worker(**options)
@@ -54,7 +54,7 @@ class Supervisor:
             os.kill(process.pid, signal.SIGTERM)
 
     def _signal(self, signum: int) -> None:
-        """Runs in the signal relay's thread (see :mod:`django_taskqueue.signalling`)."""
+        """Runs in the signal relay's thread (see :mod:`django_taskqueue.worker.stopping`)."""
         if self.stopping.is_set():
             logger.warning("second signal: killing worker processes")
             for process in list(self.children.values()):

@@ -1,0 +1,79 @@
+"""What an executor thread of the worker does: take claimed tasks, run each through its
+consumers, and hand the outcomes back to the coordinator."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..connections import ThreadConnections
+from ..registry import ConsumerRegistry, run_task
+from ..results import Error, Failure, Requeue, Result
+from ..signals import send_logged, task_finished, task_started
+
+if TYPE_CHECKING:
+    from ..models import Task
+    from .coordinator import Worker
+
+logger = logging.getLogger("django_taskqueue")
+
+
+def run_executor(worker: Worker) -> None:
+    """The loop of one executor thread, until the coordinator hands it ``None``."""
+    conns = ThreadConnections()
+    outages_seen = worker._outages
+    ready, running, done, wake = worker._ready, worker._running, worker._done, worker._wake
+    try:
+        while True:
+            task = ready.get()
+            if task is None:
+                return
+            if not wake.is_set() and worker._maybe_more and ready.qsize() <= worker._low_water:
+                wake.set()  # room to claim more while this task runs
+            if outages_seen != worker._outages:
+                outages_seen = worker._outages
+                conns.check()
+            conns.start_of_task()
+            running[task.pk] = task
+            result = execute(task, worker.consumers)
+            done.append((task, result))
+            del running[task.pk]
+            if not wake.is_set() and (len(done) == 1 or not running or worker._stopping.is_set()):
+                # The first run to acknowledge (the coordinator batches the rest),
+                # or the last one running.
+                wake.set()
+            conns.end_of_task()
+    finally:
+        conns.close()
+
+
+def execute(task: Task, consumers: ConsumerRegistry) -> Result:
+    """Run one task (between the task_started and task_finished signals) and log how
+    it went."""
+    log_context = (task.pk, task.name)
+    send_logged(task_started, task=task)
+    started = time.monotonic()
+    result = run_task(task, consumers)
+    elapsed = time.monotonic() - started
+    if isinstance(result, Error):
+        lines = result.describe().strip().splitlines()
+        logger.warning(
+            "task %s (%s) raised after %.3fs (attempt %d of %d): %s",
+            *log_context,
+            elapsed,
+            task.retry_count + 1,
+            task.retry_max + 1,
+            lines[-1] if lines else "",
+        )
+    elif isinstance(result, Failure):
+        logger.warning("task %s (%s) failed for good: %s", *log_context, result.describe())
+    elif logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "task %s (%s) %s in %.3fs",
+            *log_context,
+            "requeued" if isinstance(result, Requeue) else "succeeded",
+            elapsed,
+        )
+    send_logged(task_finished, task=task, result=result)
+    return result
