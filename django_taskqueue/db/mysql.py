@@ -43,14 +43,14 @@ class MySQLDatabase(SQLDatabase):
         locked_until = now + claimant.lock_timeout
         with transaction.atomic(using=self.alias, savepoint=False):
             rows = self.execute(
-                f"SELECT {self.columns} FROM {self.table} WHERE {where} "
+                f"SELECT {self.returned_columns} FROM {self.table} WHERE {where} "
                 f"ORDER BY {qn('priority')}, {qn('start_at')} LIMIT %s FOR UPDATE SKIP LOCKED",
                 [*params, limit],
                 fetch=True,
             )
             if not rows:
                 return []
-            at = self.fields.index(Task._meta.pk)
+            at = self.returned.index(Task._meta.pk)
             self.execute(
                 f"UPDATE {self.table} SET {qn('lock_id')} = %s, {qn('locked_until')} = %s "
                 f"WHERE {qn('id')} IN ({', '.join(['%s'] * len(rows))})",
@@ -60,7 +60,4 @@ class MySQLDatabase(SQLDatabase):
                     *(row[at] for row in rows),
                 ],
             )
-        tasks = self.tasks_from_rows(rows)
-        for task in tasks:
-            task.lock_id, task.locked_until = claimant.lock_id, locked_until
-        return tasks
+        return self.tasks_from_rows(rows, claimant, now)

@@ -80,8 +80,12 @@ class PostgreSQLDatabase(SQLDatabase):
 
     # Statements -------------------------------------------------------------------
 
-    def execute(self, sql: str, params: Sequence[Any], *, fetch: bool = False) -> Any:
-        """Django's cursor; the worker's statements are prepared (PREPARE_STATEMENTS)."""
+    def execute(
+        self, sql: str, params: Sequence[Any], *, fetch: bool = False, worker: bool = False
+    ) -> Any:
+        """Django's cursor; the ``worker``'s statements are prepared (PREPARE_STATEMENTS)."""
+        if not worker:
+            return super().execute(sql, params, fetch=fetch)
         connection = self.connection
         prepare = self.prepare and _setup_preparing(connection)
         with connection.cursor() as cursor:
@@ -89,6 +93,9 @@ class PostgreSQLDatabase(SQLDatabase):
             preparing = isinstance(driver_cursor, _preparing_cursor_class())
             if preparing:
                 driver_cursor.prepare_next = prepare
+                # Rows in binary parse faster (timestamps above all); jsonb still
+                # reaches Django's converter as text.
+                driver_cursor.binary_next = fetch and prepare
             try:
                 cursor.execute(sql, params)
             except DatabaseError as exc:
@@ -104,7 +111,7 @@ class PostgreSQLDatabase(SQLDatabase):
                 cursor.execute(sql, params)
             finally:
                 if preparing:
-                    driver_cursor.prepare_next = None
+                    driver_cursor.prepare_next = driver_cursor.binary_next = None
             return cursor.fetchall() if fetch else cursor.rowcount
 
     def stop_preparing(self) -> None:
@@ -143,6 +150,13 @@ class PostgreSQLDatabase(SQLDatabase):
         # One array parameter: the same statement for any number of queues.
         return f"{where} AND {qn('queue')} = ANY(%s)", [now, list(claimant.queues)]
 
+    def claim(self, claimant: Claimant, limit: int, now: datetime) -> list[Task]:
+        if limit <= 0:
+            return []
+        sql, params = self.claim_sql(claimant, limit, now)
+        rows = self.execute(sql, params, fetch=True, worker=True)
+        return self.tasks_from_rows(rows, claimant, now)
+
     def claim_sql(self, claimant: Claimant, limit: int, now: datetime) -> tuple[str, list[Any]]:
         qn = self.qn
         where, params = self.ready_where(claimant, now)
@@ -151,7 +165,7 @@ class PostgreSQLDatabase(SQLDatabase):
             f"UPDATE {self.table} SET {qn('lock_id')} = %s, {qn('locked_until')} = %s "
             f"WHERE {qn('id')} = ANY(ARRAY(SELECT {qn('id')} FROM {self.table} WHERE {where} "
             f"ORDER BY {qn('priority')}, {qn('start_at')} LIMIT %s FOR UPDATE SKIP LOCKED)) "
-            f"RETURNING {self.columns}"
+            f"RETURNING {self.returned_columns}"
         )
         return sql, [claimant.lock_id, now + claimant.lock_timeout, *params, limit]
 
@@ -174,15 +188,16 @@ class PostgreSQLDatabase(SQLDatabase):
             "FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
         )
         ids = [task.pk for task, _ in outcomes]
-        rows = self.execute(sql, [claimant.lock_id, ids, *claim_params], fetch=True)
+        rows = self.execute(sql, [claimant.lock_id, ids, *claim_params], fetch=True, worker=True)
         deleted = rows[0][0]
-        tasks = self.tasks_from_rows([row[1:] for row in rows if row[1] is not None])
+        claimed = [row[1:] for row in rows if row[1] is not None]
+        tasks = self.tasks_from_rows(claimed, claimant, now)
         return FinishReport(deleted=deleted, lost=len(ids) - deleted), tasks
 
     def delete_mine(self, claimant: Claimant, ids: list[uuid.UUID]) -> int:
         qn = self.qn
         sql = f"DELETE FROM {self.table} WHERE {qn('lock_id')} = %s AND {qn('id')} = ANY(%s)"
-        return int(self.execute(sql, [claimant.lock_id, list(ids)]))
+        return int(self.execute(sql, [claimant.lock_id, list(ids)], worker=True))
 
     def update_mine(self, claimant: Claimant, ids: Any, **values: Any) -> int:
         ids = list(ids)
@@ -194,7 +209,7 @@ class PostgreSQLDatabase(SQLDatabase):
             f"UPDATE {self.table} SET {assignments} "
             f"WHERE {qn('lock_id')} = %s AND {qn('id')} = ANY(%s)"
         )
-        return int(self.execute(sql, [*values.values(), claimant.lock_id, ids]))
+        return int(self.execute(sql, [*values.values(), claimant.lock_id, ids], worker=True))
 
 
 # Prepared statements ----------------------------------------------------------------
@@ -223,6 +238,8 @@ def _setup_preparing(connection: Any) -> bool:
         return False  # a cursor factory of the site's: leave it alone
     driver.cursor_factory = _preparing_cursor_class()
     driver.prepare_threshold = ONLY_WHEN_ASKED
+    # Binary jsonb as its text, as Django's converter expects; text results are untouched.
+    driver.adapters.register_loader("jsonb", _jsonb_text_loader())
     with connection.cursor() as cursor:
         cursor.execute("SET plan_cache_mode = force_generic_plan")
     return True
@@ -242,12 +259,29 @@ def _preparing_cursor_class() -> type:
 
     class PreparingCursor(ServerBindingCursor):  # type: ignore[misc]  # psycopg's class
         prepare_next: bool | None = None
+        binary_next: bool | None = None
 
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
             kwargs.setdefault("prepare", self.prepare_next)
+            kwargs.setdefault("binary", self.binary_next)
             return super().execute(query, params, **kwargs)
 
     return PreparingCursor
+
+
+@lru_cache(maxsize=1)
+def _jsonb_text_loader() -> type:
+    from psycopg.adapt import Loader
+    from psycopg.pq import Format
+
+    class JsonbTextBinaryLoader(Loader):
+        format = Format.BINARY
+
+        def load(self, data: Any) -> str:
+            # Binary jsonb is a version byte (1) followed by the JSON text.
+            return bytes(data[1:]).decode()
+
+    return JsonbTextBinaryLoader
 
 
 def _lost_prepared_statement(exc: BaseException) -> bool:

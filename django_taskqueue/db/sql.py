@@ -50,6 +50,15 @@ class SQLDatabase(GenericDatabase):
     def columns(self) -> str:
         return ", ".join(self.qn(f.column) for f in self.fields)
 
+    @cached_property
+    def returned(self) -> tuple[Any, ...]:
+        """What a claim reads back: every column but the claim's own, which it knows."""
+        return tuple(f for f in self.fields if f.attname not in ("lock_id", "locked_until"))
+
+    @cached_property
+    def returned_columns(self) -> str:
+        return ", ".join(self.qn(f.column) for f in self.returned)
+
     def execute(self, sql: str, params: Sequence[Any], *, fetch: bool = False) -> Any:
         """Run one statement through Django's cursor: its rows with ``fetch``, else its
         rowcount."""
@@ -158,7 +167,7 @@ class SQLDatabase(GenericDatabase):
         )
         sql = (
             f"UPDATE {self.table} SET {qn('lock_id')} = %s, {qn('locked_until')} = %s "
-            f"WHERE {qn('id')} IN ({pick}) RETURNING {self.columns}"
+            f"WHERE {qn('id')} IN ({pick}) RETURNING {self.returned_columns}"
         )
         claim = [self.prep("lock_id", claimant.lock_id), self.prep("locked_until", now)]
         claim[1] = self.prep("locked_until", now + claimant.lock_timeout)
@@ -168,24 +177,35 @@ class SQLDatabase(GenericDatabase):
         if limit <= 0:
             return []
         sql, params = self.claim_sql(claimant, limit, now)
-        return self.tasks_from_rows(self.execute(sql, params, fetch=True))
+        return self.tasks_from_rows(self.execute(sql, params, fetch=True), claimant, now)
 
     @cached_property
     def converters(self) -> list[tuple[int, list[Any], Any]]:
         """The backend's converters of each returned column, as the ORM applies them."""
         connection = self.connection
         found = []
-        for index, field in enumerate(self.fields):
+        for index, field in enumerate(self.returned):
             col = field.get_col(Task._meta.db_table)
             functions = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
             if functions:
                 found.append((index, functions, col))
         return found
 
-    def tasks_from_rows(self, rows: Sequence[Sequence[Any]]) -> list[Task]:
-        """Task instances from rows of every column, converted as the ORM would."""
-        connection = self.connection
+    @cached_property
+    def claim_slots(self) -> tuple[list[str], int, int]:
+        """Every attname in field order, and where the claim's two values go."""
         attnames = [f.attname for f in self.fields]
+        return attnames, attnames.index("lock_id"), attnames.index("locked_until")
+
+    def tasks_from_rows(
+        self, rows: Sequence[Sequence[Any]], claimant: Claimant, now: datetime
+    ) -> list[Task]:
+        """Claimed tasks from rows of :attr:`returned` columns, converted as the ORM would."""
+        connection = self.connection
+        attnames, lock_at, until_at = self.claim_slots
+        first, second = sorted(
+            [(lock_at, claimant.lock_id), (until_at, now + claimant.lock_timeout)]
+        )
         tasks = []
         for row in rows:
             values = list(row)
@@ -194,6 +214,8 @@ class SQLDatabase(GenericDatabase):
                 for function in functions:
                     value = function(value, col, connection)
                 values[index] = value
+            values.insert(first[0], first[1])
+            values.insert(second[0], second[1])
             tasks.append(Task.from_db(self.alias, attnames, values))
         tasks.sort(key=claim_order)
         return tasks
