@@ -112,3 +112,21 @@ def test_the_generic_class_runs_a_whole_cycle(taskqueue_settings):
     report, more = db.acknowledge_and_claim(claimant, [(t, Success()) for t in tasks], 10, now)
     assert report.deleted == 3 and len(more) == 3
     assert Task.objects.count() == 3
+
+
+def test_enqueue_leaves_the_callers_connection_as_django_configured_it():
+    # Only the worker's own statements are prepared, on the connection that runs them;
+    # a web process's connection keeps its cursor class and prepares nothing.
+    if queue_db().vendor != "postgresql":
+        pytest.skip("PostgreSQL's database layer only")
+    connection.close()
+    connection.ensure_connection()
+    factory = connection.connection.cursor_factory
+    for n in range(8):
+        enqueue("tests.record", {"n": n})
+    enqueue_many([("tests.record", {"n": n}) for n in range(8)])
+    assert connection.connection.cursor_factory is factory
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 0
+    connection.close()
