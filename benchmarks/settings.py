@@ -1,5 +1,6 @@
 """Settings for the benchmark's worker processes. DATABASE_URL picks the database."""
 
+import json
 import os
 
 import environ
@@ -15,6 +16,12 @@ if "sqlite" in DATABASES["default"]["ENGINE"]:
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+# BENCH_DB_OPTIONS: JSON merged into the database's OPTIONS, to measure a configuration
+# such as {"server_side_binding": true, "prepare_threshold": 5} on PostgreSQL.
+if os.environ.get("BENCH_DB_OPTIONS"):
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        json.loads(os.environ["BENCH_DB_OPTIONS"])
+    )
 TASKQUEUE: dict[str, object] = {}
 LOGGING = {
     "version": 1,

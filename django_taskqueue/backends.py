@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.checks import CheckMessage
 from django.utils import timezone
@@ -41,8 +41,11 @@ from .framework import (
     to_queue_priority,
 )
 
+if TYPE_CHECKING:
+    from .framework import P, R
 
-class TaskQueueBackend(BaseTaskBackend):  # type: ignore[misc]
+
+class TaskQueueBackend(BaseTaskBackend):
     """Stores framework tasks in the queue table; ``taskqueue_worker`` runs them."""
 
     task_class = QueueTask
@@ -54,13 +57,15 @@ class TaskQueueBackend(BaseTaskBackend):  # type: ignore[misc]
 
     @property
     def retry_max(self) -> int:
-        return self.options.get("RETRY_MAX", conf.DEFAULT_RETRY_MAX)  # type: ignore[no-any-return]
+        retry_max: int = self.options.get("RETRY_MAX", conf.DEFAULT_RETRY_MAX)
+        return retry_max
 
     @property
     def database(self) -> str:
-        return self.options.get("DATABASE", conf.DATABASE)  # type: ignore[no-any-return]
+        database: str = self.options.get("DATABASE", conf.DATABASE)
+        return database
 
-    def validate_task(self, task: FrameworkTask) -> None:
+    def validate_task(self, task: FrameworkTask[..., Any]) -> None:
         super().validate_task(task)
         retry_max = getattr(task, "retry_max", None)
         if retry_max is not None and (
@@ -68,7 +73,7 @@ class TaskQueueBackend(BaseTaskBackend):  # type: ignore[misc]
         ):
             raise InvalidFrameworkTask(f"retry_max must be an integer >= 0, not {retry_max!r}.")
 
-    def enqueue(self, task: FrameworkTask, args: Any, kwargs: Any) -> TaskResult:
+    def enqueue(self, task: FrameworkTask[P, R], args: Any, kwargs: Any) -> TaskResult[P, R]:
         from .publishing import enqueue
 
         self.validate_task(task)
@@ -108,7 +113,7 @@ class TaskQueueBackend(BaseTaskBackend):  # type: ignore[misc]
         framework_signals.task_enqueued.send(sender=type(self), task_result=result)
         return result
 
-    def get_result(self, result_id: str) -> TaskResult:
+    def get_result(self, result_id: str) -> TaskResult[..., Any]:
         from .models import FailedTask, ResultStatus, Task, TaskResultRecord
 
         try:
@@ -176,7 +181,8 @@ class TaskQueueBackend(BaseTaskBackend):  # type: ignore[misc]
             ) from exc
         return as_result(task, record)
 
-    def check(self, **kwargs: Any) -> Iterable[CheckMessage]:
+    # django-stubs says list; the framework only iterates over what check() returns.
+    def check(self, **kwargs: Any) -> Iterable[CheckMessage]:  # type: ignore[override]
         from .checks import check_backend
 
         yield from super().check(**kwargs)

@@ -74,31 +74,38 @@ class TaskQueueSettings:
 
     @property
     def WORKER_COUNT(self) -> int:
-        return self._get("WORKER_COUNT")  # type: ignore[no-any-return]
+        value: int = self._get("WORKER_COUNT")
+        return value
 
     @property
     def BUFFER_SIZE(self) -> int:
-        return self._get("BUFFER_SIZE")  # type: ignore[no-any-return]
+        value: int = self._get("BUFFER_SIZE")
+        return value
 
     @property
     def DEFAULT_PRIORITY(self) -> int:
-        return self._get("DEFAULT_PRIORITY")  # type: ignore[no-any-return]
+        value: int = self._get("DEFAULT_PRIORITY")
+        return value
 
     @property
     def DEFAULT_RETRY_MAX(self) -> int:
-        return self._get("DEFAULT_RETRY_MAX")  # type: ignore[no-any-return]
+        value: int = self._get("DEFAULT_RETRY_MAX")
+        return value
 
     @property
     def RUN_IMMEDIATE_PRIORITY(self) -> int | None:
-        return self._get("RUN_IMMEDIATE_PRIORITY")  # type: ignore[no-any-return]
+        value: int | None = self._get("RUN_IMMEDIATE_PRIORITY")
+        return value
 
     @property
     def RUN_IMMEDIATE_WORKERS(self) -> int:
-        return self._get("RUN_IMMEDIATE_WORKERS")  # type: ignore[no-any-return]
+        value: int = self._get("RUN_IMMEDIATE_WORKERS")
+        return value
 
     @property
     def POLL_STORAGE(self) -> bool:
-        return self._get("POLL_STORAGE")  # type: ignore[no-any-return]
+        value: bool = self._get("POLL_STORAGE")
+        return value
 
     @property
     def POLL_INTERVAL(self) -> float:
@@ -114,27 +121,33 @@ class TaskQueueSettings:
 
     @property
     def AUTODISCOVER(self) -> str | None:
-        return self._get("AUTODISCOVER")  # type: ignore[no-any-return]
+        value: str | None = self._get("AUTODISCOVER")
+        return value
 
     @property
     def DATABASE(self) -> str:
-        return self._get("DATABASE")  # type: ignore[no-any-return]
+        value: str = self._get("DATABASE")
+        return value
 
     @property
     def MAX_ARGUMENTS_SIZE(self) -> int:
-        return self._get("MAX_ARGUMENTS_SIZE")  # type: ignore[no-any-return]
+        value: int = self._get("MAX_ARGUMENTS_SIZE")
+        return value
 
     @property
     def BACKOFF_EXPONENT_CAP(self) -> int:
-        return self._get("BACKOFF_EXPONENT_CAP")  # type: ignore[no-any-return]
+        value: int = self._get("BACKOFF_EXPONENT_CAP")
+        return value
 
     @property
     def PREPARE_STATEMENTS(self) -> bool:
-        return self._get("PREPARE_STATEMENTS")  # type: ignore[no-any-return]
+        value: bool = self._get("PREPARE_STATEMENTS")
+        return value
 
     @property
     def DATABASE_LAYER(self) -> str | None:
-        return self._get("DATABASE_LAYER")  # type: ignore[no-any-return]
+        value: str | None = self._get("DATABASE_LAYER")
+        return value
 
     @property
     def RESULT_TTL(self) -> float | None:

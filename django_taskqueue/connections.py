@@ -30,7 +30,8 @@ class ThreadConnections:
     def start_of_task(self) -> None:
         """Let CONN_HEALTH_CHECKS ping once per task, as Django does once per request."""
         for conn in self.health_checked:
-            conn.health_check_done = False
+            # Set by BaseDatabaseWrapper.__init__(), but missing from django-stubs.
+            conn.health_check_done = False  # type: ignore[attr-defined]
 
     def end_of_task(self) -> None:
         """Close connections that broke; roll back a transaction a consumer left open."""

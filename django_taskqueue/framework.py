@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import django
 from django.utils import timezone
@@ -25,7 +25,9 @@ from django.utils.module_loading import import_string
 from .conf import conf
 from .constants import FRAMEWORK_TASK
 
-if django.VERSION >= (6, 0):
+# mypy checks the first branch only (django-stubs types django.tasks); at runtime,
+# TYPE_CHECKING is False and the Django version decides.
+if TYPE_CHECKING or django.VERSION >= (6, 0):
     from django.tasks import signals as framework_signals
     from django.tasks import task_backends
     from django.tasks.backends.base import BaseTaskBackend
@@ -51,7 +53,12 @@ else:
         ) from exc
 
 if TYPE_CHECKING:
+    from typing import ParamSpec, TypeVar
+
     from .models import TaskResultRecord
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -75,8 +82,9 @@ __all__ = [
 ]
 
 
+# django.tasks' Task is generic in django-stubs only, so the base stays unsubscripted.
 @dataclass(frozen=True, slots=True, kw_only=True)
-class QueueTask(FrameworkTask):  # type: ignore[misc]
+class QueueTask(FrameworkTask):  # type: ignore[type-arg]  # generic in stubs only
     """The framework's Task with one more option: ``retry_max``.
 
     ``@task(retry_max=3)`` or ``.using(retry_max=3)`` overrides the backend's
@@ -87,10 +95,11 @@ class QueueTask(FrameworkTask):  # type: ignore[misc]
 
     def using(self, *, retry_max: int | None = None, **changes: Any) -> QueueTask:
         # Not super(): slotted dataclasses lose the __class__ cell it needs.
-        task = FrameworkTask.using(self, **changes)
+        # using() copies with dataclasses.replace(), so the copy is a QueueTask too.
+        task = cast(QueueTask, FrameworkTask.using(self, **changes))
         if retry_max is not None:
             task = replace(task, retry_max=retry_max)
-        return task  # type: ignore[no-any-return]
+        return task
 
 
 def to_queue_priority(priority: int) -> int:
@@ -99,12 +108,12 @@ def to_queue_priority(priority: int) -> int:
     The framework's default, 0, becomes ``DEFAULT_PRIORITY``, so framework tasks and
     tasks from :func:`~django_taskqueue.enqueue` of default priority take turns.
     """
-    from .models import PRIORITY_MAX, PRIORITY_MIN
+    from .constants import PRIORITY_MAX, PRIORITY_MIN
 
     return max(PRIORITY_MIN, min(PRIORITY_MAX, conf.DEFAULT_PRIORITY - priority))
 
 
-def load_task(payload: dict[str, Any]) -> FrameworkTask:
+def load_task(payload: dict[str, Any]) -> FrameworkTask[..., Any]:
     """The framework Task a stored task calls, with the options it was enqueued with."""
     path = payload["path"]
     target = import_string(path)
@@ -123,8 +132,8 @@ def load_task(payload: dict[str, Any]) -> FrameworkTask:
 
 
 def as_result(
-    task: FrameworkTask, record: TaskResultRecord, status: str | None = None
-) -> TaskResult:
+    task: FrameworkTask[P, R], record: TaskResultRecord, status: str | None = None
+) -> TaskResult[P, R]:
     """The framework's TaskResult for ``record``."""
     result = TaskResult(
         task=task,

@@ -91,7 +91,7 @@ def _start(task: Task, payload: dict[str, Any], now: datetime, using: str) -> Ta
     return record
 
 
-def _send(signal: Any, alias: str, result: TaskResult) -> None:
+def _send(signal: Any, alias: str, result: TaskResult[..., Any]) -> None:
     for receiver, response in signal.send_robust(sender=_backend_class(alias), task_result=result):
         if isinstance(response, Exception):
             logger.error("framework signal receiver %r raised: %r", receiver, response)

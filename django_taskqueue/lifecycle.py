@@ -47,7 +47,8 @@ def retry_values(task: Task, result: Error, now: datetime) -> dict[str, object]:
 
 def requeued_copy(task: Task, result: Requeue, now: datetime) -> Task:
     """A fresh task continuing ``task``: same name, arguments, priority and signature."""
-    from .models import Task, uuid7
+    from .models import Task
+    from .uuids import uuid7
 
     return Task(
         id=uuid7(),

@@ -45,7 +45,8 @@ def _task_model() -> type[Task]:
 
 @lru_cache(maxsize=64)
 def _preprocessor(path: str) -> Callable[[Task], Any]:
-    return import_string(path)  # type: ignore[no-any-return]
+    preprocessor: Callable[[Task], Any] = import_string(path)
+    return preprocessor
 
 
 def _preprocess(task: Task) -> None:

@@ -30,7 +30,7 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 def check_number(option: str, value: Any, *, integer: bool = False) -> float:
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    kinds: tuple[type[int] | type[float], ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an integer" if integer else "a number"
         raise InvalidTask(f"{option} must be {kind}, not {type(value).__name__} {value!r}")

@@ -130,3 +130,21 @@ def test_enqueue_leaves_the_callers_connection_as_django_configured_it():
         cursor.execute("SELECT count(*) FROM pg_prepared_statements")
         assert cursor.fetchone()[0] == 0
     connection.close()
+
+
+def test_the_django_names_the_layer_relies_on_still_exist():
+    # Not underscored, but not documented either: fail loudly if a release moves them.
+    from django.db import connections
+
+    wrapper = connections["default"]
+    wrapper.ensure_connection()
+    assert "health_check_done" in vars(wrapper)  # connections.ThreadConnections
+    with wrapper.cursor() as cursor:
+        assert cursor.cursor is not None  # CursorWrapper.cursor: the driver's cursor
+    if wrapper.vendor == "postgresql":
+        import psycopg
+        from django.db.backends.postgresql import base, psycopg_any
+
+        assert issubclass(base.ServerBindingCursor, psycopg.Cursor)
+        assert issubclass(base.Cursor, psycopg.ClientCursor)
+        assert psycopg_any.is_psycopg3 and psycopg_any.Jsonb

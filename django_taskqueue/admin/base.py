@@ -42,7 +42,9 @@ def estimated_count(queryset: QuerySet[Any]) -> int | None:
     return queue_db(queryset.db).estimated_count(queryset)
 
 
-class EstimatedCountPaginator(Paginator):
+# Paginator and ModelAdmin are generic in django-stubs only, not at runtime: the base classes
+# below stay unsubscripted.
+class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]  # generic in stubs only
     """Counts a big unfiltered table from PostgreSQL's statistics instead of COUNT(*).
 
     Filtered lists are counted exactly: the planner's guess for a search can be far off,
@@ -62,7 +64,7 @@ class EstimatedCountPaginator(Paginator):
             if estimate is not None and estimate > self.estimate_above:
                 self.estimated = True
                 return estimate
-        return super().count  # type: ignore[no-any-return]
+        return super().count
 
 
 class QueueChangeList(ChangeList):
@@ -83,7 +85,7 @@ class QueueChangeList(ChangeList):
         self.show_admin_actions = bool(self.full_result_count)
 
 
-class QueueModelAdmin(admin.ModelAdmin):
+class QueueModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic in stubs only
     """What the queue and the failure log share: read-only rows, big-table pagination.
 
     Rows are never edited through a form: saving one would write every column back over a
@@ -120,7 +122,7 @@ class QueueModelAdmin(admin.ModelAdmin):
         per_page: int,
         orphans: int = 0,
         allow_empty_first_page: bool = True,
-    ) -> Paginator:
+    ) -> Paginator[Any]:
         return self.paginator(
             queryset,
             per_page,
@@ -163,5 +165,7 @@ class QueueModelAdmin(admin.ModelAdmin):
 def _base_actions(parent: Any, request: HttpRequest, action_location: Any) -> dict[str, Any]:
     """ModelAdmin.get_actions() on Django 5.2 and 6.0, and with 6.1's action_location."""
     if action_location is None:
-        return parent.get_actions(request)  # type: ignore[no-any-return]
-    return parent.get_actions(request, action_location=action_location)  # type: ignore[no-any-return]
+        actions: dict[str, Any] = parent.get_actions(request)
+    else:
+        actions = parent.get_actions(request, action_location=action_location)
+    return actions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -49,9 +50,7 @@ class FailedTaskAdmin(QueueModelAdmin):
     def has_retry_permission(self, request: HttpRequest) -> bool:
         """A retry adds a task to the queue and removes the failure from this log."""
         opts = Task._meta
-        can_add = request.user.has_perm(  # type: ignore[union-attr]
-            f"{opts.app_label}.{get_permission_codename('add', opts)}"
-        )
+        can_add = request.user.has_perm(f"{opts.app_label}.{get_permission_codename('add', opts)}")
         return can_add and self.has_delete_permission(request)
 
     @admin.action(description=_("Retry selected %(verbose_name_plural)s"), permissions=["retry"])
@@ -135,7 +134,13 @@ class FailedTaskAdmin(QueueModelAdmin):
             raise PermissionDenied
         failure = self.get_object(request, unquote(object_id))
         if failure is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            self.message_user(
+                request,
+                gettext("Failed task %(id)s is gone: it was retried or deleted meanwhile.")
+                % {"id": object_id},
+                messages.WARNING,
+            )
+            return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
         if self.retry_failures(request, self.get_queryset(request).filter(pk=failure.pk)):
             return redirect("admin:django_taskqueue_task_change", failure.task_id)
         return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", failure.pk)
@@ -162,7 +167,7 @@ def _retry(queryset: QuerySet[FailedTask], now: datetime) -> tuple[int, int, int
         newest: dict[Any, FailedTask] = {}
         for failure in failures:
             newest.setdefault(failure.task_id, failure)
-        queued = set()
+        queued: set[uuid.UUID] = set()
         for ids in _batches(list(newest)):
             queued.update(Task.objects.using(using).filter(pk__in=ids).values_list("pk", flat=True))
         candidates = [f for f in newest.values() if f.task_id not in queued]

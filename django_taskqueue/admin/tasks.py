@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -19,7 +19,7 @@ from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from ..models import Task, TaskState
+from ..models import Task, TaskQuerySet, TaskState
 from .base import QueueModelAdmin, _base_actions, estimated_count
 from .filters import StateFilter
 
@@ -105,7 +105,7 @@ class TaskAdmin(QueueModelAdmin):
         the planner's estimates instead; claimed tasks (running, stale) are few and
         counted exactly through taskqueue_task_locked_idx.
         """
-        queryset = self.get_queryset(request).order_by()
+        queryset = cast(TaskQuerySet, self.get_queryset(request)).order_by()
         now = timezone.now()
         conditions = state_conditions(now)
         total = estimated_count(queryset)
@@ -134,6 +134,7 @@ class TaskAdmin(QueueModelAdmin):
             }
             for state in (TaskState.READY, TaskState.SCHEDULED, TaskState.RUNNING, TaskState.STALE)
         ]
+        assert total is not None  # estimated from a count, or the sum of the counts
         return {
             "total": formats.number_format(total, force_grouping=True),
             "states": states,
@@ -143,12 +144,12 @@ class TaskAdmin(QueueModelAdmin):
         }
 
     @admin.action(description=_("Run selected %(verbose_name_plural)s now"), permissions=["change"])
-    def run_now(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+    def run_now(self, request: HttpRequest, queryset: TaskQuerySet) -> None:
         """Make scheduled tasks due now. Due tasks keep their start_at, and so their turn."""
         now = timezone.now()
         queryset = queryset.order_by()
         selected = queryset.count()
-        moved = queryset.scheduled(now).update(start_at=now)  # type: ignore[attr-defined]
+        moved = queryset.scheduled(now).update(start_at=now)
         logger.info("admin: %s moved %d scheduled tasks to run now", request.user, moved)
         if moved:
             self.message_user(

@@ -44,7 +44,8 @@ def database_class(alias: str) -> type[QueueDatabase]:
     """The layer class for ``alias``: TASKQUEUE["DATABASE_LAYER"], else by vendor."""
     chosen = conf.DATABASE_LAYER or connections[alias].vendor
     path = CLASSES.get(chosen) or (chosen if "." in chosen else CLASSES["generic"])
-    return import_string(path)  # type: ignore[no-any-return]
+    cls: type[QueueDatabase] = import_string(path)
+    return cls
 
 
 def backend_problem(engine: str) -> str | None:

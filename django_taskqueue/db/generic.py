@@ -16,8 +16,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from ..lifecycle import requeued_copy, retry_values
-from ..models import FailedTask, Task, TaskQuerySet, uuid7
+from ..models import FailedTask, Task, TaskQuerySet
 from ..results import Result
+from ..uuids import uuid7
 from .base import (
     Claimant,
     FinishReport,

@@ -23,6 +23,7 @@ class MySQLDatabase(SQLDatabase):
     def check_support(self) -> str | None:
         connection: Any = self.connection
         version = connection.mysql_version
+        minimum: tuple[int, ...]
         if connection.mysql_is_mariadb:
             name, minimum = "MariaDB", MINIMUM_MARIADB
         else:

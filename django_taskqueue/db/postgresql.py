@@ -257,14 +257,15 @@ def _preparing_cursor_class() -> type:
     """Django's server-binding cursor, preparing the statement when told to."""
     from django.db.backends.postgresql.base import ServerBindingCursor
 
-    class PreparingCursor(ServerBindingCursor):  # type: ignore[misc]  # psycopg's class
+    class PreparingCursor(ServerBindingCursor):
         prepare_next: bool | None = None
         binary_next: bool | None = None
 
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
             kwargs.setdefault("prepare", self.prepare_next)
             kwargs.setdefault("binary", self.binary_next)
-            return super().execute(query, params, **kwargs)
+            # django-stubs leaves out the psycopg cursor methods Django's cursor inherits.
+            return super().execute(query, params, **kwargs)  # type: ignore[misc]
 
     return PreparingCursor
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from django.db import models, transaction
 from django.db.models.constants import OnConflict
@@ -67,7 +67,8 @@ class SQLDatabase(GenericDatabase):
             return cursor.fetchall() if fetch else cursor.rowcount
 
     def prep(self, field_name: str, value: object) -> object:
-        return Task._meta.get_field(field_name).get_db_prep_value(value, self.connection)
+        field = cast("models.Field[Any, Any]", Task._meta.get_field(field_name))
+        return field.get_db_prep_value(value, self.connection)
 
     # Publishing -------------------------------------------------------------------
 
@@ -108,7 +109,8 @@ class SQLDatabase(GenericDatabase):
         row = ["%s"] * len(self.fields)
         parts = [
             f"{ops.insert_statement(on_conflict=on_conflict)} {self.table} ({self.columns})",
-            ops.bulk_insert_sql(self.fields, [row] * rows),
+            # django-stubs says rows of str; Django takes rows of placeholders.
+            ops.bulk_insert_sql(self.fields, [row] * rows),  # type: ignore[list-item]
         ]
         suffix = ops.on_conflict_suffix_sql(self.fields, on_conflict, (), ())
         if suffix:

@@ -25,10 +25,11 @@ from django.utils import timezone
 from ..conf import conf
 from ..connections import close_quietly
 from ..db import Claimant, FinishReport, queue_db
-from ..models import Task, uuid7
+from ..models import Task
 from ..registry import ConsumerRegistry, registry
 from ..results import Result
 from ..signals import send_logged, task_failed
+from ..uuids import uuid7
 from .executor import run_executor
 from .listener import Listener
 from .stopping import StopSignals, shut_down

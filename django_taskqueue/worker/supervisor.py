@@ -51,6 +51,7 @@ class Supervisor:
         logger.info("started worker process %d (pid %s)", slot, process.pid)
         if self.stopping.is_set():
             # Stopped while it started: it missed the forwarded SIGTERM.
+            assert process.pid is not None  # set by start()
             os.kill(process.pid, signal.SIGTERM)
 
     def _signal(self, signum: int) -> None:

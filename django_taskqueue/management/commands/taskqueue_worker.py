@@ -88,7 +88,7 @@ class Command(BaseCommand):
         from django_taskqueue.worker.logs import configure_logging
 
         configure_logging(verbosity)
-        worker_options = {
+        worker_options: dict[str, Any] = {
             "workers": workers,
             "buffer_size": buffer_size,
             "poll_interval": poll_interval,
