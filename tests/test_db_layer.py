@@ -148,3 +148,26 @@ def test_the_django_names_the_layer_relies_on_still_exist():
         assert issubclass(base.ServerBindingCursor, psycopg.Cursor)
         assert issubclass(base.Cursor, psycopg.ClientCursor)
         assert psycopg_any.is_psycopg3 and psycopg_any.Jsonb
+
+
+def test_a_kept_cursor_never_hides_statements_from_tools_that_come_later(monkeypatch):
+    # The layer keeps the thread's cursor between statements; query logging and tools
+    # that patch connection.cursor (django-debug-toolbar) must still see the next ones.
+    from django.test.utils import CaptureQueriesContext
+
+    enqueue("tests.record", {"n": 0})  # a kept cursor exists now
+    with CaptureQueriesContext(connection) as ctx:
+        enqueue("tests.record", {"n": 1})
+    assert [q["sql"].split()[0] for q in ctx.captured_queries] == ["INSERT"]
+    seen = []
+    original = connection.cursor
+
+    def toolbar_cursor(*args, **kwargs):
+        seen.append("cursor")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "cursor", toolbar_cursor)
+    enqueue("tests.record", {"n": 2})
+    assert seen == ["cursor"]
+    monkeypatch.undo()
+    assert Task.objects.count() == 3

@@ -88,7 +88,10 @@ class PostgreSQLDatabase(SQLDatabase):
             return super().execute(sql, params, fetch=fetch)
         connection = self.connection
         prepare = self.prepare and _setup_preparing(connection)
-        with connection.cursor() as cursor:
+        kept = getattr(self._local, "cursor", None)
+        if prepare and kept and not isinstance(kept[1].cursor, _preparing_cursor_class()):
+            self._local.cursor = None  # made before the connection was set up to prepare
+        with self.cursor() as cursor:
             driver_cursor = cursor.cursor
             preparing = isinstance(driver_cursor, _preparing_cursor_class())
             if preparing:
