@@ -153,13 +153,6 @@ class PostgreSQLDatabase(SQLDatabase):
         # One array parameter: the same statement for any number of queues.
         return f"{where} AND {qn('queue')} = ANY(%s)", [now, list(claimant.queues)]
 
-    def claim(self, claimant: Claimant, limit: int, now: datetime) -> list[Task]:
-        if limit <= 0:
-            return []
-        sql, params = self.claim_sql(claimant, limit, now)
-        rows = self.execute(sql, params, fetch=True, worker=True)
-        return self.tasks_from_rows(rows, claimant, now)
-
     def claim_sql(self, claimant: Claimant, limit: int, now: datetime) -> tuple[str, list[Any]]:
         qn = self.qn
         where, params = self.ready_where(claimant, now)

@@ -33,6 +33,7 @@ class SQLDatabase(GenericDatabase):
     def __init__(self, alias: str) -> None:
         super().__init__(alias)
         self._local = threading.local()
+        self._insert_sql: dict[OnConflict | None, str] = {}
 
     # Field types whose validated values every driver takes as they are.
     plain_fields: tuple[type[models.Field[Any, Any]], ...] = (
@@ -65,9 +66,12 @@ class SQLDatabase(GenericDatabase):
     def returned_columns(self) -> str:
         return ", ".join(self.qn(f.column) for f in self.returned)
 
-    def execute(self, sql: str, params: Sequence[Any], *, fetch: bool = False) -> Any:
+    def execute(
+        self, sql: str, params: Sequence[Any], *, fetch: bool = False, worker: bool = False
+    ) -> Any:
         """Run one statement through Django's cursor: its rows with ``fetch``, else its
-        rowcount."""
+        rowcount. ``worker`` marks the worker's hot statements (a database may prepare
+        them)."""
         with self.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall() if fetch else cursor.rowcount
@@ -137,6 +141,15 @@ class SQLDatabase(GenericDatabase):
 
     def insert_sql(self, rows: int, on_conflict: OnConflict | None) -> str:
         """The INSERT of ``rows`` task rows, as Django's insert compiler builds it."""
+        if rows != 1:
+            return self.build_insert_sql(rows, on_conflict)
+        # enqueue()'s: built once.
+        sql = self._insert_sql.get(on_conflict)
+        if sql is None:
+            sql = self._insert_sql[on_conflict] = self.build_insert_sql(rows, on_conflict)
+        return sql
+
+    def build_insert_sql(self, rows: int, on_conflict: OnConflict | None) -> str:
         ops = self.connection.ops
         row = ["%s"] * len(self.fields)
         parts = [
@@ -211,7 +224,8 @@ class SQLDatabase(GenericDatabase):
         if limit <= 0:
             return []
         sql, params = self.claim_sql(claimant, limit, now)
-        return self.tasks_from_rows(self.execute(sql, params, fetch=True), claimant, now)
+        rows = self.execute(sql, params, fetch=True, worker=True)
+        return self.tasks_from_rows(rows, claimant, now)
 
     @cached_property
     def converters(self) -> list[tuple[int, list[Any], Any]]:
@@ -284,4 +298,4 @@ class SQLDatabase(GenericDatabase):
             f"AND {qn('id')} IN ({', '.join(['%s'] * len(ids))})"
         )
         params = [self.prep("lock_id", claimant.lock_id)] + [self.prep("id", i) for i in ids]
-        return int(self.execute(sql, params))
+        return int(self.execute(sql, params, worker=True))
