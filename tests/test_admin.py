@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from django_taskqueue import admin as taskqueue_admin
 from django_taskqueue.db import queue_db
+from django_taskqueue.db.generic import state_conditions
 from django_taskqueue.models import FailedTask, Task, TaskState, uuid7
 from django_taskqueue.worker import Worker
 from tests.factories import FailedTaskFactory, TaskFactory
@@ -150,7 +151,7 @@ def test_state_counts_agree_with_in_state():
     TaskFactory(locked_until=now, lock_id=uuid7())
     TaskFactory(locked_until=now - timedelta(microseconds=1), lock_id=uuid7())
     TaskFactory(scheduled=True, running=True)
-    conditions = taskqueue_admin.state_conditions(now)
+    conditions = state_conditions(now)
     for state in TaskState:
         assert (
             Task.objects.filter(conditions[state]).count()

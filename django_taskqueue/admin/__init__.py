@@ -10,7 +10,7 @@ from .base import (
 )
 from .failed import FailedTaskAdmin, _requeued, _retry
 from .filters import StateFilter
-from .tasks import TaskAdmin, state_conditions
+from .tasks import TaskAdmin
 
 __all__ = [
     "ESTIMATE_ABOVE",
@@ -24,5 +24,4 @@ __all__ = [
     "_requeued",
     "_retry",
     "estimated_count",
-    "state_conditions",
 ]

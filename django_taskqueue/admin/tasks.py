@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import formats, timezone
@@ -19,21 +18,12 @@ from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from ..db import queue_db
 from ..models import Task, TaskQuerySet, TaskState
-from .base import QueueModelAdmin, _base_actions, estimated_count
+from .base import QueueModelAdmin, _base_actions
 from .filters import StateFilter
 
 logger = logging.getLogger("django_taskqueue")
-
-
-def state_conditions(now: datetime) -> dict[TaskState, Q]:
-    """What ``TaskQuerySet.in_state()`` filters on, as conditions for one aggregate."""
-    return {
-        TaskState.SCHEDULED: Q(locked_until__isnull=True, start_at__gt=now),
-        TaskState.READY: Q(locked_until__isnull=True, start_at__lte=now),
-        TaskState.RUNNING: Q(locked_until__gte=now),
-        TaskState.STALE: Q(locked_until__lt=now),
-    }
 
 
 def _state_badge(state: TaskState) -> SafeString:
@@ -101,45 +91,26 @@ class TaskAdmin(QueueModelAdmin):
     def state_counts(self, request: HttpRequest) -> dict[str, Any]:
         """Tasks per state over the whole queue, for the bar above the list.
 
-        One aggregate query. On a big PostgreSQL table, ready and scheduled tasks are
-        the planner's estimates instead; claimed tasks (running, stale) are few and
-        counted exactly through taskqueue_task_locked_idx.
+        On a big PostgreSQL table, ready and scheduled tasks are the planner's estimates.
         """
-        queryset = cast(TaskQuerySet, self.get_queryset(request)).order_by()
-        now = timezone.now()
-        conditions = state_conditions(now)
-        total = estimated_count(queryset)
-        estimated = total is not None and total > self.estimate_above
-        counted = queryset.filter(locked_until__isnull=False) if estimated else queryset
-        exact = [TaskState.RUNNING, TaskState.STALE] if estimated else list(TaskState)
-        counts = {
-            TaskState(state): count
-            for state, count in counted.aggregate(
-                **{state.value: Count("pk", filter=conditions[state]) for state in exact}
-            ).items()
-        }
-        if estimated:
-            for state in (TaskState.READY, TaskState.SCHEDULED):
-                counts[state] = estimated_count(queryset.in_state(state, now))
-        else:
-            total = sum(counts.values())
+        queryset = self.get_queryset(request)
+        found = queue_db(queryset.db).count_states(queryset, timezone.now(), self.estimate_above)
         active = request.GET.get(StateFilter.parameter_name)
         states = [
             {
                 "label": _state_badge(state),
-                "count": formats.number_format(counts[state], force_grouping=True),
-                "estimated": state not in exact,
+                "count": formats.number_format(found.counts[state], force_grouping=True),
+                "estimated": state in found.estimated,
                 "url": "?" + urlencode({StateFilter.parameter_name: state.value}),
                 "active": active == state.value,
             }
             for state in (TaskState.READY, TaskState.SCHEDULED, TaskState.RUNNING, TaskState.STALE)
         ]
-        assert total is not None  # estimated from a count, or the sum of the counts
         return {
-            "total": formats.number_format(total, force_grouping=True),
+            "total": formats.number_format(found.total, force_grouping=True),
             "states": states,
             "all_active": active not in TaskState.values,
-            "estimated": estimated,
+            "estimated": bool(found.estimated),
             "estimate_above": formats.number_format(self.estimate_above, force_grouping=True),
         }
 

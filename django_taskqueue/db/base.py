@@ -192,3 +192,19 @@ class QueueDatabase:
     def estimated_count(self, queryset: QuerySet[Any]) -> int | None:
         """The planner's row estimate for ``queryset``, where the database has one."""
         return None
+
+    def count_states(
+        self, queryset: QuerySet[Task], now: datetime, estimate_above: int
+    ) -> StateCounts:
+        """Tasks per derived state in ``queryset``; estimated above ``estimate_above``."""
+        raise NotImplementedError
+
+
+@dataclass
+class StateCounts:
+    """Tasks per state (:class:`~django_taskqueue.models.TaskState`), and which are
+    estimates."""
+
+    counts: dict[str, int]
+    total: int
+    estimated: frozenset[str] = frozenset()

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F, Q, QuerySet
 
 from ..lifecycle import requeued_copy, retry_values
-from ..models import FailedTask, Task, TaskQuerySet
+from ..models import FailedTask, Task, TaskQuerySet, TaskState
 from ..results import Result
 from ..uuids import uuid7
 from .base import (
@@ -24,10 +24,21 @@ from .base import (
     FinishReport,
     Outcomes,
     QueueDatabase,
+    StateCounts,
     claim_order,
     mark_stored,
     without_repeated_signatures,
 )
+
+
+def state_conditions(now: datetime) -> dict[TaskState, Q]:
+    """What ``TaskQuerySet.in_state()`` filters on, as conditions for one aggregate."""
+    return {
+        TaskState.SCHEDULED: Q(locked_until__isnull=True, start_at__gt=now),
+        TaskState.READY: Q(locked_until__isnull=True, start_at__lte=now),
+        TaskState.RUNNING: Q(locked_until__gte=now),
+        TaskState.STALE: Q(locked_until__lt=now),
+    }
 
 
 class GenericDatabase(QueueDatabase):
@@ -126,6 +137,31 @@ class GenericDatabase(QueueDatabase):
         if not ids:
             return 0
         return self.mine(claimant).filter(pk__in=ids).update(**values)
+
+    # The admin ----------------------------------------------------------------------
+
+    def count_states(
+        self, queryset: QuerySet[Task], now: datetime, estimate_above: int
+    ) -> StateCounts:
+        """One aggregate query. Above ``estimate_above`` rows (where the database
+        estimates), ready and scheduled tasks are estimates; claimed ones are few and
+        counted exactly through taskqueue_task_locked_idx."""
+        queryset = queryset.order_by()
+        conditions = state_conditions(now)
+        total = self.estimated_count(queryset)
+        estimated = total is not None and total > estimate_above
+        counted = queryset.filter(locked_until__isnull=False) if estimated else queryset
+        exact = [TaskState.RUNNING, TaskState.STALE] if estimated else list(TaskState)
+        aggregate = counted.aggregate(
+            **{state.value: Count("pk", filter=conditions[state]) for state in exact}
+        )
+        counts: dict[str, int] = {state: aggregate[state.value] for state in exact}
+        if total is None or not estimated:
+            return StateCounts(counts=counts, total=sum(counts.values()))
+        guessed = (TaskState.READY, TaskState.SCHEDULED)
+        for state in guessed:
+            counts[state] = self.estimated_count(queryset.filter(conditions[state])) or 0
+        return StateCounts(counts=counts, total=total, estimated=frozenset(guessed))
 
     # Finishing and recovering -----------------------------------------------------
 
