@@ -13,7 +13,7 @@ from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, conf
-from .constants import PRIORITY_MAX, PRIORITY_MIN, RETRY_MAX_LIMIT
+from .constants import PRIORITY_MAX, PRIORITY_MIN, QUEUE_MAX_LENGTH, RETRY_MAX_LIMIT
 from .db import CLASSES, QueueDatabase, backend_problem, queue_db
 
 PRIORITY_RANGE = (PRIORITY_MIN, PRIORITY_MAX)
@@ -246,11 +246,11 @@ def check_backend(alias: str, options: Any, queues: Any) -> list[CheckMessage]:
             )
         )
     for queue in queues:
-        if not (isinstance(queue, str) and 1 <= len(queue) <= 100):
+        if not (isinstance(queue, str) and 1 <= len(queue) <= QUEUE_MAX_LENGTH):
             errors.append(
                 Error(
-                    f"{where}['QUEUES'] has {queue!r}; queue names are strings of 1 to 100 "
-                    "characters.",
+                    f"{where}['QUEUES'] has {queue!r}; queue names are strings of 1 to "
+                    f"{QUEUE_MAX_LENGTH} characters.",
                     hint="The queue name is stored in the queue table's 'queue' column.",
                     id="django_taskqueue.E023",
                 )

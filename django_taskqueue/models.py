@@ -194,7 +194,7 @@ class TaskResultRecord(models.Model):
     id = models.UUIDField(_("task id"), primary_key=True, editable=False)
     task_path = models.TextField(_("task path"))
     backend = models.CharField(_("backend"), max_length=100)
-    queue = models.CharField(_("queue"), max_length=100, default=DEFAULT_QUEUE)
+    queue = models.CharField(_("queue"), max_length=QUEUE_MAX_LENGTH, default=DEFAULT_QUEUE)
     priority = models.SmallIntegerField(
         _("priority"), default=0, help_text=_("The framework's priority: higher runs first.")
     )

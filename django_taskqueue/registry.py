@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import async_to_sync
 
-from .constants import CATCH_ALL
+from .constants import CATCH_ALL, NAME_MAX_LENGTH
 from .results import Error, Failure, Ignored, Result, Success
 
 if TYPE_CHECKING:
@@ -116,8 +116,11 @@ def consumer(*names: str) -> Callable[[F], F]:
     if len(names) == 1 and callable(names[0]):
         raise TypeError('@consumer needs its task names: write @consumer("name"), not @consumer')
     for name in names:
-        if not isinstance(name, str) or not name or len(name) > 255:
-            raise TypeError(f"consumer task names are strings of 1 to 255 characters, not {name!r}")
+        if not isinstance(name, str) or not name or len(name) > NAME_MAX_LENGTH:
+            raise TypeError(
+                f"consumer task names are strings of 1 to {NAME_MAX_LENGTH} characters, "
+                f"not {name!r}"
+            )
 
     def decorator(func: F) -> F:
         registry.register(func, tuple(dict.fromkeys(names)))
