@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 
 from django_taskqueue import enqueue, enqueue_many
+from django_taskqueue.db import queue_db
 from django_taskqueue.models import FailedTask, Task
 from tests.models import Run
 from tests.processes import run_python, worker
@@ -200,8 +201,9 @@ def test_supervisor_passes_sigterm_to_children_and_replaces_dead_ones(tmp_path):
             proc.kill()
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="NOTIFY is PostgreSQL's")
 def test_notify_wakes_an_idle_worker_before_the_poll(tmp_path):
+    if not queue_db().can_listen():
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's database layer's")
     log = tmp_path / "worker.log"
     proc = worker(log, "--workers", "2", TASKQUEUE_TEST_POLL_INTERVAL="30")
     try:
