@@ -105,22 +105,23 @@ def build_task(
             start_at = now + timedelta(seconds=delay)
         except OverflowError:
             raise InvalidTask(f"the delay of {delay} seconds is too far in the future") from None
-    values = {
-        "name": name,
-        "arguments": arguments,
-        "priority": conf.DEFAULT_PRIORITY if priority is None else priority,
-        "signature": signature,
-        "queue": DEFAULT_QUEUE if queue is None else queue,
-        "created_at": now,
-        "start_at": start_at,
-        "lock_id": None,
-        "locked_until": None,
-        "retry_count": 0,
-        "retry_max": conf.DEFAULT_RETRY_MAX if retry_max is None else retry_max,
-        "error": "",
-        "id": uuid7(),
-    }
-    task = task_model(**values)
+    # Positional, in the order of Task._meta.concrete_fields (a test holds it): a
+    # third faster than keywords.
+    task = task_model(
+        name,
+        arguments,
+        conf.DEFAULT_PRIORITY if priority is None else priority,
+        signature,
+        DEFAULT_QUEUE if queue is None else queue,
+        now,
+        start_at,
+        None,
+        None,
+        0,
+        conf.DEFAULT_RETRY_MAX if retry_max is None else retry_max,
+        "",
+        uuid7(),
+    )
     validate_task(task)
     if conf.PREPROCESSORS:
         _preprocess(task)

@@ -114,21 +114,42 @@ def test_the_generic_class_runs_a_whole_cycle(taskqueue_settings):
     assert Task.objects.count() == 3
 
 
-def test_enqueue_leaves_the_callers_connection_as_django_configured_it():
-    # Only the worker's own statements are prepared, on the connection that runs them;
-    # a web process's connection keeps its cursor class and prepares nothing.
+def _prepared_statements():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0].split("(")[0].strip() for row in cursor.fetchall()]
+
+
+def test_enqueue_prepares_only_its_own_statements_and_only_outside_transactions(
+    taskqueue_settings,
+):
+    # A web process's connection keeps its cursor class, and Django's statements are
+    # never prepared; only the queue's INSERT is, and only where a transaction-pooling
+    # proxy losing it cannot abort the caller's transaction.
     if queue_db().vendor != "postgresql":
         pytest.skip("PostgreSQL's database layer only")
+    from django.db import transaction
+
     connection.close()
     connection.ensure_connection()
     factory = connection.connection.cursor_factory
+    with transaction.atomic():
+        for n in range(8):
+            enqueue("tests.record", {"n": n})
+        enqueue_many([("tests.record", {"n": n}) for n in range(8)])
+    assert _prepared_statements() == []
     for n in range(8):
         enqueue("tests.record", {"n": n})
-    enqueue_many([("tests.record", {"n": n}) for n in range(8)])
+    for _ in range(8):
+        assert Task.objects.filter(name="tests.record").count() == 24
     assert connection.connection.cursor_factory is factory
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
-        assert cursor.fetchone()[0] == 0
+    assert _prepared_statements() == ['INSERT INTO "django_taskqueue_task"']
+    connection.close()
+    taskqueue_settings["PREPARE_STATEMENTS"] = False
+    connection.ensure_connection()
+    for n in range(8):
+        enqueue("tests.record", {"n": n})
+    assert _prepared_statements() == []
     connection.close()
 
 

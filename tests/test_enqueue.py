@@ -367,3 +367,22 @@ def test_a_failing_task_enqueued_receiver_is_logged_not_raised(caplog):
         task_enqueued.disconnect(broken)
     assert Task.objects.filter(pk=task.pk).exists()
     assert "receiver bug" in caplog.text
+
+
+def test_the_task_fields_keep_the_order_build_task_passes_them_in():
+    # build_task() constructs Task positionally: a new or moved field must update it.
+    assert [f.attname for f in Task._meta.concrete_fields] == [
+        "name",
+        "arguments",
+        "priority",
+        "signature",
+        "queue",
+        "created_at",
+        "start_at",
+        "lock_id",
+        "locked_until",
+        "retry_count",
+        "retry_max",
+        "error",
+        "id",
+    ]

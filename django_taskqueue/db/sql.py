@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any, cast
 
 from django.db import models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.models.constants import OnConflict
 
@@ -72,34 +73,38 @@ class SQLDatabase(GenericDatabase):
         """Run one statement through Django's cursor: its rows with ``fetch``, else its
         rowcount. ``worker`` marks the worker's hot statements (a database may prepare
         them)."""
-        with self.cursor() as cursor:
+        with self.cursor(self.connection) as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall() if fetch else cursor.rowcount
 
     @contextmanager
-    def cursor(self) -> Iterator[CursorWrapper]:
+    def cursor(self, connection: Any) -> Iterator[CursorWrapper]:
         """``connection.cursor()``, kept for the thread's next statement when nothing
         needs a fresh one: making a driver cursor costs more than enqueue()'s own Python."""
-        connection = self.connection
         connection.close_if_health_check_failed()
         driver = connection.connection
         kept = getattr(self._local, "cursor", None)
-        if kept is not None and kept[0] is driver and driver is not None and self.reusable():
+        reusable = self.reusable(connection)
+        if kept is not None and kept[0] is driver and driver is not None and reusable:
             yield kept[1]
             return
         self._local.cursor = None
-        cursor = connection.cursor()
-        if not self.reusable():
-            with cursor:
+        if not reusable:
+            with connection.cursor() as cursor:
                 yield cursor
             return
+        cursor = self.new_cursor(connection)
         self._local.cursor = (connection.connection, cursor)
         yield cursor
 
-    def reusable(self) -> bool:
+    def new_cursor(self, connection: BaseDatabaseWrapper) -> CursorWrapper:
+        """The cursor the layer keeps for the thread: ``connection.cursor()``."""
+        return connection.cursor()
+
+    @staticmethod
+    def reusable(connection: Any) -> bool:
         """Whether a kept cursor is what connection.cursor() would give now: not while
         queries are logged (a debug cursor then) or ``cursor`` is patched (a toolbar)."""
-        connection = self.connection
         return not connection.queries_logged and "cursor" not in vars(connection)
 
     def prep(self, field_name: str, value: object) -> object:
@@ -163,6 +168,8 @@ class SQLDatabase(GenericDatabase):
         return " ".join(parts)
 
     def insert(self, tasks: Sequence[Task]) -> list[Task]:
+        if len(tasks) == 1:
+            return self.insert_one(tasks[0])
         unique = unique_signatures(tasks)
         if not unique:
             return []
@@ -180,6 +187,17 @@ class SQLDatabase(GenericDatabase):
                 unique = self.survivors(unique)
         mark_stored(unique, self.alias)
         return unique
+
+    def insert_one(self, task: Task) -> list[Task]:
+        """enqueue()'s: one statement, and no query after it for a dropped signature."""
+        on_conflict = OnConflict.IGNORE if task.signature is not None else None
+        with transaction.mark_for_rollback_on_error(self.alias):
+            stored = self.insert_rows([task], on_conflict)
+        if not stored:
+            return []
+        task._state.adding = False
+        task._state.db = self.alias
+        return [task]
 
     def insert_rows(self, tasks: Sequence[Task], on_conflict: OnConflict | None) -> int:
         """One multi-row INSERT; how many rows it stored."""
