@@ -153,6 +153,24 @@ def test_enqueue_prepares_only_its_own_statements_and_only_outside_transactions(
     connection.close()
 
 
+def test_enqueue_sends_its_insert_again_when_a_proxy_lost_the_prepared_statement(
+    caplog, taskqueue_settings
+):
+    # taskqueue_settings: a fresh layer before and after, for the "lost" state.
+    if queue_db().vendor != "postgresql":
+        pytest.skip("PostgreSQL's database layer only")
+    caplog.set_level("WARNING", logger="django_taskqueue")
+    enqueue("tests.record", {"n": 0})
+    assert _prepared_statements() == ['INSERT INTO "django_taskqueue_task"']
+    # Behind psycopg's back, as a pooler handing over another server session would.
+    connection.connection.pgconn.exec_(b"DEALLOCATE ALL")
+    task = enqueue("tests.record", {"n": 1})
+    assert Task.objects.filter(pk=task.pk).exists()
+    assert "prepared statements do not survive" in caplog.text
+    enqueue("tests.record", {"n": 2})
+    assert _prepared_statements() == [] and Task.objects.count() == 3
+
+
 def test_the_django_names_the_layer_relies_on_still_exist():
     # Not underscored, but not documented either: fail loudly if a release moves them.
     from django.db import connections

@@ -93,7 +93,8 @@ class PostgreSQLDatabase(SQLDatabase):
                 self._local.cursor = None  # made before the connection was set up to prepare
         else:
             prepare = self.prepare and not connection.in_atomic_block
-        with self.cursor(connection) as cursor:
+        cursor, fresh = self.take_cursor(connection)
+        try:
             driver_cursor = cursor.cursor
             preparing = isinstance(driver_cursor, _preparing_cursor_class())
             if preparing:
@@ -121,12 +122,18 @@ class PostgreSQLDatabase(SQLDatabase):
                 if preparing:
                     driver_cursor.prepare_next = driver_cursor.binary_next = None
             return cursor.fetchall() if fetch else cursor.rowcount
+        finally:
+            if fresh:
+                cursor.close()
 
     def new_cursor(self, connection: Any) -> Any:
         cursor = super().new_cursor(connection)
         driver = connection.connection
-        if type(cursor.cursor) is not _client_cursor_class():
-            return cursor  # OPTIONS, the worker's set-up or a tool chose the cursor class
+        if type(cursor.cursor) is not _client_cursor_class() or driver.prepare_threshold not in (
+            None,
+            ONLY_WHEN_ASKED,
+        ):
+            return cursor  # OPTIONS, the worker's set-up or a tool chose how to bind
         cursor.close()
         # Bound on the server and prepared outside transactions: enqueue() at 0.6x of
         # the raw insert loop instead of 0.55x (docs/benchmarks.md).

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from functools import cached_property
 from typing import Any, cast
@@ -73,29 +73,30 @@ class SQLDatabase(GenericDatabase):
         """Run one statement through Django's cursor: its rows with ``fetch``, else its
         rowcount. ``worker`` marks the worker's hot statements (a database may prepare
         them)."""
-        with self.cursor(self.connection) as cursor:
+        cursor, fresh = self.take_cursor(self.connection)
+        try:
             cursor.execute(sql, params)
             return cursor.fetchall() if fetch else cursor.rowcount
+        finally:
+            if fresh:
+                cursor.close()
 
-    @contextmanager
-    def cursor(self, connection: Any) -> Iterator[CursorWrapper]:
-        """``connection.cursor()``, kept for the thread's next statement when nothing
-        needs a fresh one: making a driver cursor costs more than enqueue()'s own Python."""
+    def take_cursor(self, connection: Any) -> tuple[CursorWrapper, bool]:
+        """A cursor for one statement, and whether to close it after: the thread's kept
+        one when nothing needs a fresh one (making a driver cursor costs more than
+        enqueue()'s own Python), else ``connection.cursor()``'s."""
         connection.close_if_health_check_failed()
         driver = connection.connection
         kept = getattr(self._local, "cursor", None)
         reusable = self.reusable(connection)
         if kept is not None and kept[0] is driver and driver is not None and reusable:
-            yield kept[1]
-            return
+            return kept[1], False
         self._local.cursor = None
         if not reusable:
-            with connection.cursor() as cursor:
-                yield cursor
-            return
+            return connection.cursor(), True
         cursor = self.new_cursor(connection)
         self._local.cursor = (connection.connection, cursor)
-        yield cursor
+        return cursor, False
 
     def new_cursor(self, connection: BaseDatabaseWrapper) -> CursorWrapper:
         """The cursor the layer keeps for the thread: ``connection.cursor()``."""
