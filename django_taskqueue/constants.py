@@ -11,6 +11,9 @@ DEFAULT_QUEUE = "default"
 NAME_MAX_LENGTH = 255
 SIGNATURE_MAX_LENGTH = 255
 QUEUE_MAX_LENGTH = 100
+# Objects and arrays nested in a task's arguments, the arguments object included:
+# MariaDB's JSON_VALID() refuses deeper documents, so every database keeps its limit.
+ARGUMENTS_MAX_DEPTH = 31
 
 # The queue's task name for every task enqueued through Django's tasks framework.
 FRAMEWORK_TASK = "django_taskqueue.framework"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Never
 
 from django.apps import apps
 from django.db import connections, transaction
@@ -161,25 +160,30 @@ def _runs_immediately(task: Task) -> bool:
     )
 
 
-def _publish_later(task: Task, using: str, delay_ms: float) -> None:
-    """Store ``task`` from a background thread ``delay_ms`` after the caller commits."""
+_BUILD_OPTIONS = frozenset(
+    {
+        "name",
+        "arguments",
+        "priority",
+        "retry_max",
+        "signature",
+        "queue",
+        "delay_seconds",
+        "delay_minutes",
+        "delay_hours",
+        "start_time",
+    }
+)
 
-    def store() -> None:
-        try:
-            _store([task], using)
-        except Exception:
-            logger.exception(
-                "could not store task %s (%s) after its async delay", task.pk, task.name
-            )
-        finally:
-            connections.close_all()
 
-    def start() -> None:
-        timer = threading.Timer(delay_ms / 1000, store)
-        timer.name = f"taskqueue-async-{task.pk}"
-        timer.start()
-
-    transaction.on_commit(start, using=using)
+def _unknown_options(function: str, unknown: Iterable[str]) -> str:
+    options = sorted(_BUILD_OPTIONS - {"name", "arguments"})
+    if function == "enqueue()":
+        options += ["async_delay_ms", "fail_silently", "using"]
+    return (
+        f"{function} got an unknown option {', '.join(sorted(map(repr, unknown)))}; "
+        f"the options are: {', '.join(options)}"
+    )
 
 
 def enqueue(
@@ -197,13 +201,15 @@ def enqueue(
     async_delay_ms: float = 0,
     fail_silently: bool = False,
     using: str | None = None,
+    **unknown: Never,
 ) -> Task | None:
     """Queue a task for the consumer registered under ``name``.
 
     Returns the stored :class:`~django_taskqueue.models.Task`, or ``None`` when a task
-    with the same ``signature`` is already queued (the new one is dropped). With
-    ``async_delay_ms`` or an immediate run, returns the unsaved task that will be
-    stored or run once the caller's transaction commits.
+    with the same ``signature`` is already queued (the new one is dropped). For an
+    immediate run, returns the unsaved task that will run once the caller's
+    transaction commits. ``async_delay_ms`` stores the task now, in the caller's
+    transaction, due that many milliseconds later than it would otherwise be.
 
     Raises :class:`~django_taskqueue.exceptions.InvalidTask` (bad input),
     :class:`~django_taskqueue.exceptions.UnknownTaskName` (no consumer) or
@@ -212,6 +218,8 @@ def enqueue(
     returns ``None``.
     """
     try:
+        if unknown:
+            raise InvalidTask(_unknown_options("enqueue()", unknown))
         alias = _resolve_using(using)
         async_delay = check_number("async_delay_ms", async_delay_ms)
         task = build_task(
@@ -227,8 +235,14 @@ def enqueue(
             start_time=start_time,
         )
         if async_delay:
-            _publish_later(task, alias, async_delay)
-            return task
+            # Stored now, in the caller's transaction, and due after the delay: nothing
+            # waits in a thread that an exiting process would take with it.
+            try:
+                task.start_at += timedelta(milliseconds=async_delay)
+            except OverflowError:
+                raise InvalidTask(
+                    f"async_delay_ms={async_delay_ms!r} is too far in the future"
+                ) from None
         if _runs_immediately(task):
             from .immediate import run_after_commit
 
@@ -277,6 +291,9 @@ def enqueue_many(
             raise InvalidTask(
                 f"task #{index} must be (name, arguments) or a dict of options, not {item!r}"
             )
+        unknown = options.keys() - _BUILD_OPTIONS
+        if unknown:
+            raise InvalidTask(f"task #{index}: {_unknown_options('enqueue_many()', unknown)}")
         try:
             built.append(build_task(**options))
         except TypeError as exc:

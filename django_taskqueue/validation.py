@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from .conf import conf
 from .constants import (
+    ARGUMENTS_MAX_DEPTH,
     CATCH_ALL,
     NAME_MAX_LENGTH,
     PRIORITY_MAX,
@@ -51,27 +53,68 @@ def check_text(option: str, value: Any, max_length: int) -> str:
             f"{option} is {len(value)} characters long; the limit is {max_length}: "
             f"{value[:40]!r}..."
         )
+    if not value.isascii():
+        _check_unicode(option, value)
+    elif "\x00" in value:
+        raise InvalidTask(f"{option} contains a NUL character (\\x00): {value[:40]!r}")
     return value
 
 
-def _check_json(value: Any, path: str) -> None:
-    """Raise InvalidTask naming ``path`` if ``value`` is not plain JSON data."""
+def _check_unicode(path: str, value: str) -> None:
+    """Text every database stores as it is: no NUL character, no lone surrogate."""
+    if "\x00" in value:
+        raise InvalidTask(f"{path} contains a NUL character (\\x00): {value[:40]!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidTask(
+            f"{path} contains a lone surrogate ({value[exc.start]!r} at index {exc.start}), "
+            "which is not Unicode text"
+        ) from None
+
+
+def _check_json(value: Any, path: str, depth: int = 1, parents: tuple[int, ...] = ()) -> None:
+    """Raise InvalidTask naming ``path`` if ``value`` is not JSON data every database
+    stores: ``depth`` counts the objects and arrays around it."""
+    if isinstance(value, str):
+        _check_unicode(path, value)
+        return
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            str(value)
+        except ValueError:
+            raise InvalidTask(
+                f"{path} is an integer of about {value.bit_length() * 0.30103:.0f} digits, "
+                "more than Python converts to text"
+            ) from None
+        return
     if isinstance(value, _JSON_SCALARS):
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidTask(f"{path} is {value!r}, which JSON cannot represent")
         return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidTask(
-                    f"{path} has a key {key!r} of type {type(key).__name__}; "
-                    "JSON object keys must be strings"
-                )
-            _check_json(item, f"{path}[{key!r}]")
-        return
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check_json(item, f"{path}[{index}]")
+    if isinstance(value, dict | list | tuple):
+        if id(value) in parents:
+            raise InvalidTask(
+                f"{path} is an object or array that contains it (a circular reference)"
+            )
+        if depth > ARGUMENTS_MAX_DEPTH:
+            raise InvalidTask(
+                f"{path} is nested {depth} objects or arrays deep; the limit is "
+                f"{ARGUMENTS_MAX_DEPTH} (MariaDB's JSON limit, kept on every database)"
+            )
+        inner = (*parents, id(value))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise InvalidTask(
+                        f"{path} has a key {key!r} of type {type(key).__name__}; "
+                        "JSON object keys must be strings"
+                    )
+                _check_unicode(f"{path} key {key[:40]!r}", key)
+                _check_json(item, f"{path}[{key!r}]", depth + 1, inner)
+        else:
+            for index, item in enumerate(value):
+                _check_json(item, f"{path}[{index}]", depth + 1, inner)
         return
     raise InvalidTask(
         f"{path} is a {type(value).__name__}, which is not JSON data "
@@ -107,17 +150,43 @@ def _arguments_json(arguments: dict[str, Any]) -> str:
 
     ``json.dumps`` walks the data in C, and refuses what is not JSON data (other types,
     NaN and infinities). It converts keys that are not strings, though, so the text is
-    read back and compared. If anything differs (or fails), the walk in Python names
-    the problem; it also accepts tuples, which JSON stores as lists.
+    read back and compared; and what every database refuses (NUL characters, lone
+    surrogates, more than ARGUMENTS_MAX_DEPTH levels) shows in the text as escapes or
+    brackets. If anything looks wrong (or fails), the walk in Python names the problem;
+    it also accepts tuples, which JSON stores as lists.
     """
     try:
         text = json.dumps(arguments, separators=(",", ":"), allow_nan=False)
-        if json.loads(text) == arguments:
+        if (
+            "\\u0000" not in text
+            and "\\ud" not in text
+            and (
+                text.count("[") + text.count("{") <= ARGUMENTS_MAX_DEPTH
+                or _text_depth(text) <= ARGUMENTS_MAX_DEPTH
+            )
+            and json.loads(text) == arguments
+        ):
             return text
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         pass
     _check_json(arguments, "arguments")
     return json.dumps(arguments, separators=(",", ":"))
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _text_depth(text: str) -> int:
+    """How deep objects and arrays nest in JSON ``text``."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_JSON_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def validate_task(task: Task) -> None:

@@ -1,13 +1,16 @@
 """RUN_IMMEDIATE_PRIORITY's in-process pool, and async_delay_ms."""
 
-import time
+import threading
+from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from django_taskqueue import enqueue, immediate
 from django_taskqueue.models import FailedTask, Task
 from tests.models import Run
+from tests.processes import run_python
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,22 +77,44 @@ def test_full_pool_falls_back_to_storing(pool, taskqueue_settings):
     assert not stored & ran
 
 
-def test_async_delay_stores_later_after_commit():
-    with transaction.atomic():
-        task = enqueue("tests.record", {"n": 1}, async_delay_ms=300)
-    assert not Task.objects.exists()
-    deadline = time.monotonic() + 10
-    while not Task.objects.filter(pk=task.pk).exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+def test_async_delay_stores_the_task_in_the_callers_transaction_due_after_the_delay():
+    from django.db.backends.signals import connection_created
+
+    opened = []
+    connection_created.connect(opened.append)
+    threads = threading.active_count()
+    try:
+        with transaction.atomic():
+            tasks = [enqueue("tests.record", {"n": n}, async_delay_ms=1500) for n in range(5)]
+            assert Task.objects.count() == 5  # stored already, visible at commit
+    finally:
+        connection_created.disconnect(opened.append)
+    assert opened == [] and threading.active_count() == threads
+    for task in tasks:
+        row = Task.objects.get(pk=task.pk)
+        assert row.start_at - row.created_at == timedelta(milliseconds=1500)
+    # Not due yet: a worker does not take them before the delay.
+    assert not Task.objects.ready(timezone.now()).exists()
 
 
 def test_async_delay_in_a_rolled_back_transaction_stores_nothing():
     with pytest.raises(RuntimeError), transaction.atomic():
         enqueue("tests.record", async_delay_ms=50)
         raise RuntimeError
-    time.sleep(0.3)
     assert not Task.objects.exists()
+
+
+@pytest.mark.slow
+def test_a_process_that_exits_right_after_an_async_delay_enqueue_loses_nothing():
+    child = run_python(
+        "from django_taskqueue import enqueue\n"
+        "task = enqueue('tests.record', {'n': 1}, async_delay_ms=60000)\n"
+        "print(task.pk)\n"
+    )
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    row = Task.objects.get(pk=out.strip())
+    assert row.start_at - row.created_at == timedelta(seconds=60)
 
 
 def test_an_in_process_retry_stores_the_arguments_the_consumer_changed(pool):

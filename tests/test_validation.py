@@ -19,6 +19,19 @@ def nothing_stored():
     assert Task.objects.count() == 0
 
 
+def _circular():
+    arguments = {}
+    arguments["me"] = arguments
+    return arguments
+
+
+def _nested(depth):
+    value = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -61,6 +74,30 @@ def nothing_stored():
             "either start_time or a delay",
         ),
         ({"async_delay_ms": -5}, "async_delay_ms must not be negative"),
+        ({"async_delay_ms": math.inf}, "async_delay_ms must be finite"),
+        ({"async_delay_ms": math.nan}, "async_delay_ms must be finite"),
+        ({"async_delay_ms": 1e20}, "async_delay_ms=1e\\+20 is too far in the future"),
+        ({"name": "tests.\x00record"}, r"name contains a NUL character"),
+        (
+            {"name": "tests.record\ud800"},
+            r"name contains a lone surrogate \('\\ud800' at index 12\)",
+        ),
+        ({"signature": "s\x00"}, r"signature contains a NUL character"),
+        ({"signature": "s\udfff"}, r"signature contains a lone surrogate"),
+        ({"queue": "q\x00"}, r"queue contains a NUL character"),
+        ({"queue": "\udc80q"}, r"queue contains a lone surrogate"),
+        ({"arguments": {"s": "a\x00b"}}, r"arguments\['s'\] contains a NUL character"),
+        ({"arguments": {"s": ["é\x00"]}}, r"arguments\['s'\]\[0\] contains a NUL"),
+        ({"arguments": {"s": "\ud83d"}}, r"arguments\['s'\] contains a lone surrogate"),
+        ({"arguments": {"k\x00": 1}}, r"arguments key 'k\\x00' contains a NUL"),
+        ({"arguments": {"\udc00": 1}}, r"arguments key '\\udc00' contains a lone surrogate"),
+        ({"arguments": {"n": 10**5000}}, r"arguments\['n'\] is an integer of about 5000 digits"),
+        (
+            {"arguments": _circular()},
+            r"arguments\['me'\]\['me'\] is an object or array that contains it",
+        ),
+        ({"arguments": {"l": _nested(40)}}, r"nested 32 objects or arrays deep; the limit is 31"),
+        ({"colour": "red"}, r"enqueue\(\) got an unknown option 'colour'; the options are: "),
         ({"using": "nope"}, "using='nope' is not a database alias"),
     ],
 )
@@ -108,7 +145,8 @@ def test_enqueue_many_names_the_bad_task():
         enqueue_many([{"arguments": {}}])
     with pytest.raises(InvalidTask, match="task #0 must be"):
         enqueue_many(["tests.record"])
-    with pytest.raises(InvalidTask, match="unexpected keyword argument 'colour'"):
+    unknown = r"task #0: enqueue_many\(\) got an unknown option 'colour'"
+    with pytest.raises(InvalidTask, match=unknown):
         enqueue_many([{"name": "tests.record", "colour": "red"}])
 
 
@@ -120,3 +158,27 @@ def test_a_preprocessor_cannot_smuggle_bad_values(taskqueue_settings):
 
 def make_bad(task):
     task.priority = "high"
+
+
+def test_text_every_database_stores_is_accepted():
+    # 4-byte characters (surrogate pairs in the JSON text), 31 levels, long integers,
+    # and strings that only look like escapes.
+    arguments = {
+        "emoji": "\U0001f600 ok",
+        "deep": {"l": _nested(29)},
+        "wide": [{"a": [1]} for _ in range(40)],
+        "n": 10**300,
+        "text": "\\u0000 and \\ud800 written out",
+        "\U0001f511": "key",
+    }
+    task = enqueue("tests.record", arguments, queue="q\u00e9", signature="s\U0001f600")
+    stored = Task.objects.get(pk=task.pk)
+    assert stored.arguments == arguments
+    assert (stored.queue, stored.signature) == ("q\u00e9", "s\U0001f600")
+    stored.delete()
+
+
+def test_enqueue_many_names_an_unknown_option():
+    unknown = r"task #1: enqueue_many\(\) got an unknown option 'prio'"
+    with pytest.raises(InvalidTask, match=unknown):
+        enqueue_many([("tests.record", {}), {"name": "tests.record", "prio": 1}])
