@@ -14,10 +14,12 @@ import traceback
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from .backends import TaskQueueBackend
 from .conf import conf
+from .exceptions import InvalidTask
 from .framework import (
     TaskContext,
     TaskResult,
@@ -29,7 +31,8 @@ from .framework import (
     normalize_json,
     task_backends,
 )
-from .results import Error, Success
+from .results import Error, Failure, Success, storable_text
+from .validation import json_text
 
 if TYPE_CHECKING:
     from .models import Task, TaskResultRecord
@@ -120,11 +123,10 @@ def run_framework_task(payload: dict[str, Any], task: Task) -> Any:
             value = framework_task.call(TaskContext(task_result=result), *args, **kwargs)
         else:
             value = framework_task.call(*args, **kwargs)
-        record.return_value = normalize_json(value)
-    except Exception as exc:
+    except BaseException as exc:
         error = {
             "exception_class_path": f"{type(exc).__module__}.{type(exc).__qualname__}",
-            "traceback": traceback.format_exc(),
+            "traceback": storable_text(traceback.format_exc()),
         }
         record.errors = [*record.errors, error]
         record.status = ResultStatus.FAILED if final else ResultStatus.READY
@@ -137,9 +139,43 @@ def run_framework_task(payload: dict[str, Any], task: Task) -> Any:
         if final:
             maybe_prune(using)
         return Error(exc, traceback=error["traceback"])
+    try:
+        record.return_value = normalize_json(value)
+        json_text(record.return_value, "the return value")
+    except (InvalidTask, TypeError, ValueError) as exc:
+        # The run finished, but its value cannot be stored: FAILED, and not run again.
+        return _unstorable(task, record, framework_task, exc, using)
     record.status = ResultStatus.SUCCESSFUL
     record.finished_at = timezone.now()
-    record.save(using=using, update_fields=["status", "return_value", "finished_at"])
+    try:
+        with transaction.atomic(using=using):
+            record.save(using=using, update_fields=["status", "return_value", "finished_at"])
+    except DatabaseError as exc:
+        return _unstorable(task, record, framework_task, exc, using)
     _send(framework_signals.task_finished, record.backend, as_result(framework_task, record))
     maybe_prune(using)
     return Success()
+
+
+def _unstorable(
+    task: Task, record: TaskResultRecord, framework_task: Any, exc: Exception, using: str
+) -> Failure:
+    """Record FAILED for a run whose return value cannot be stored."""
+    from .models import ResultStatus
+
+    reason = f"the task returned a value that cannot be stored: {exc}"
+    record.refresh_from_db(using=using)
+    record.errors = [
+        *record.errors,
+        {
+            "exception_class_path": f"{type(exc).__module__}.{type(exc).__qualname__}",
+            "traceback": storable_text(reason),
+        },
+    ]
+    record.status = ResultStatus.FAILED
+    record.return_value = None
+    record.finished_at = timezone.now()
+    record.save(using=using, update_fields=["status", "errors", "return_value", "finished_at"])
+    _send(framework_signals.task_finished, record.backend, as_result(framework_task, record))
+    maybe_prune(using)
+    return Failure(reason)

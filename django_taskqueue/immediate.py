@@ -10,6 +10,7 @@ default.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import queue
 import threading
@@ -19,12 +20,12 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from .conf import conf
+from .constants import ARGUMENTS_JSON
 from .db import queue_db
-from .db.base import ARGUMENTS_JSON
 from .lifecycle import final_error, requeued_copy, retry_values
 from .models import Task
 from .registry import run_task
-from .results import Error, Requeue, Result
+from .results import Error, Failure, Requeue, Result, storable_text
 from .signals import send_logged, task_failed, task_finished, task_started
 
 logger = logging.getLogger("django_taskqueue")
@@ -44,6 +45,27 @@ def apply_outcome(task: Task, result: Result, using: str, now: datetime | None =
         queue_db(using).insert([task])
     elif isinstance(result, Requeue):
         queue_db(using).insert([requeued_copy(task, result, now)])
+
+
+def run_in_process(task: Task, using: str) -> None:
+    """Run an unsaved task and store what it leaves behind, as a worker would."""
+    validated = task.__dict__.pop(ARGUMENTS_JSON, None)  # the consumer may change them
+    send_logged(task_started, task=task)
+    result = run_task(task)
+    send_logged(task_finished, task=task, result=result)
+    try:
+        apply_outcome(task, result, using)
+    except Exception as refused:
+        # As in the worker: the task as enqueued goes to the failure log, with the reason.
+        if validated is not None:
+            task.arguments = json.loads(validated[1])
+        reason = (
+            f"the outcome of this run ({type(result).__name__}) could not be stored: "
+            f"{type(refused).__name__}: {refused}"
+        )
+        if isinstance(result, Error | Failure):
+            reason += f"\nThe run's own error:\n{result.describe()}"
+        apply_outcome(task, Failure(storable_text(reason)), using)
 
 
 class ImmediatePool:
@@ -80,13 +102,8 @@ class ImmediatePool:
             try:
                 if item is None:
                     return
-                task, using = item
-                task.__dict__.pop(ARGUMENTS_JSON, None)  # the consumer may change them
-                send_logged(task_started, task=task)
-                result = run_task(task)
-                send_logged(task_finished, task=task, result=result)
-                apply_outcome(task, result, using)
-            except Exception:
+                run_in_process(*item)
+            except BaseException:
                 logger.exception("in-process run of a task failed to record its outcome")
             finally:
                 self._queue.task_done()

@@ -1,7 +1,10 @@
 """How a run's outcome changes a task: backoff, retry, failure and requeue values.
 
-Pure functions over Task instances; :mod:`django_taskqueue.storage` applies them to the
-database (guarded by the claim), and the in-process pool to unsaved tasks.
+Pure functions over Task instances; the database layer applies them (guarded by the
+claim), and the in-process pool to unsaved tasks. Each raises what cannot be stored
+(arguments a consumer changed into something that is not JSON, a due time out of
+range) before anything is written: the worker then fails that one task with the reason
+(:meth:`~django_taskqueue.db.base.QueueDatabase.fail_stored`).
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .conf import conf
-from .results import Error, Failure, Requeue, Result
+from .results import Error, Failure, Requeue, Result, storable_text
+from .validation import check_arguments
 
 if TYPE_CHECKING:
     from .models import Task
@@ -24,9 +28,9 @@ def backoff(retry_count: int) -> timedelta:
 def final_error(task: Task, result: Result) -> str | None:
     """The failure-log error if this outcome ends the task for good, else None."""
     if isinstance(result, Failure):
-        return result.describe()
+        return storable_text(result.describe())
     if isinstance(result, Error) and task.retry_count >= task.retry_max:
-        return (
+        return storable_text(
             f"gave up after {task.retry_count + 1} attempts (retry_max={task.retry_max})\n"
             f"{result.describe()}"
         )
@@ -35,11 +39,12 @@ def final_error(task: Task, result: Result) -> str | None:
 
 def retry_values(task: Task, result: Error, now: datetime) -> dict[str, object]:
     """Column values that put an errored task back in the queue for a later retry."""
+    arguments, _ = check_arguments(task.arguments)
     return {
         "retry_count": task.retry_count + 1,
         "start_at": now + backoff(task.retry_count),
-        "error": result.describe(),
-        "arguments": task.arguments,
+        "error": storable_text(result.describe()),
+        "arguments": arguments,
         "lock_id": None,
         "locked_until": None,
     }
@@ -50,10 +55,11 @@ def requeued_copy(task: Task, result: Requeue, now: datetime) -> Task:
     from .models import Task
     from .uuids import uuid7
 
+    arguments, _ = check_arguments(task.arguments)
     return Task(
         id=uuid7(),
         name=task.name,
-        arguments=task.arguments,
+        arguments=arguments,
         priority=task.priority,
         signature=task.signature,
         queue=task.queue,

@@ -134,7 +134,8 @@ def run_task(task: Task, consumers: ConsumerRegistry | None = None) -> Result:
 
     Consumers are tried in order until one returns something other than
     :class:`Ignored`. A return value that is not a :class:`Result` counts as
-    :class:`Success` carrying that value; an exception becomes :class:`Error` with its
+    :class:`Success` carrying that value; any exception (even a ``BaseException``) becomes
+    :class:`Error` with its
     traceback. When every consumer ignores the task, or none exists, the outcome is a
     :class:`Failure`: retrying would ignore it again.
     """
@@ -142,8 +143,9 @@ def run_task(task: Task, consumers: ConsumerRegistry | None = None) -> Result:
     for entry in chain:
         try:
             outcome = entry(task)
-        except (Exception, SystemExit) as exc:
-            # SystemExit too: a consumer calling sys.exit() must not kill a worker thread.
+        except BaseException as exc:
+            # BaseException too (SystemExit, KeyboardInterrupt, asyncio.CancelledError,
+            # GeneratorExit): what a consumer raises must not kill a worker thread.
             return Error(exc, traceback=traceback.format_exc())
         if isinstance(outcome, Ignored):
             continue

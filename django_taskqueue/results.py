@@ -6,9 +6,12 @@ Raising an exception means :class:`Error` with that exception.
 
 from __future__ import annotations
 
+import math
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
+
+from .constants import ERROR_MAX_LENGTH, REQUEUE_MAX_DELAY
 
 
 def describe_exception(exc: BaseException | str) -> str:
@@ -18,6 +21,22 @@ def describe_exception(exc: BaseException | str) -> str:
             return "".join(traceback.format_exception(exc))
         return "".join(traceback.format_exception_only(exc)).strip()
     return str(exc)
+
+
+def storable_text(text: str, limit: int = ERROR_MAX_LENGTH) -> str:
+    """``text`` as every database stores it: NUL characters and lone surrogates written
+    as escapes, and at most ``limit`` characters, keeping the end."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > limit:
+        cut = len(text) - (limit - 80)  # room for the note
+        text = f"[... the first {cut} characters of this text were cut ...]\n{text[cut:]}"
+    return text
 
 
 @dataclass(frozen=True)
@@ -81,10 +100,21 @@ class Requeue(Result):
     delay_seconds: float = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.delay_seconds, bool) or not isinstance(self.delay_seconds, int | float):
-            raise TypeError("Requeue(delay_seconds=...) must be a number of seconds")
-        if self.delay_seconds < 0:
-            raise ValueError("Requeue(delay_seconds=...) must not be negative")
+        delay = self.delay_seconds
+        if isinstance(delay, bool) or not isinstance(delay, int | float):
+            raise TypeError(
+                f"Requeue(delay_seconds=...) must be a number of seconds, not "
+                f"{type(delay).__name__} {delay!r}"
+            )
+        if not math.isfinite(delay):
+            raise ValueError(f"Requeue(delay_seconds=...) must be finite, not {delay!r}")
+        if delay < 0:
+            raise ValueError(f"Requeue(delay_seconds=...) must not be negative, got {delay!r}")
+        if delay > REQUEUE_MAX_DELAY:
+            raise ValueError(
+                f"Requeue(delay_seconds=...) must be at most {REQUEUE_MAX_DELAY} "
+                f"(about 100 years), got {delay!r}"
+            )
 
     @property
     def is_successful(self) -> bool:

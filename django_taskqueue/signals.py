@@ -11,7 +11,9 @@ row (a ``Task`` instance, which may be unsaved for tasks that run immediately).
 
 A receiver that raises does not change what happens to the task: its error is logged
 (logger ``django_taskqueue``, level ERROR, with the traceback) and the other receivers
-still run.
+still run. A receiver that raises a ``BaseException`` that is not an ``Exception``
+(``SystemExit``, ``KeyboardInterrupt``, ``asyncio.CancelledError``) is logged the same
+way, but the receivers after it are skipped for that signal.
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ def send_logged(signal: Signal, *, task: Any, **kwargs: Any) -> None:
     # Not has_listeners(): without a sender it misses receivers connected for Task.
     if not signal.receivers:
         return
-    for receiver, response in signal.send_robust(sender=type(task), task=task, **kwargs):
+    name = _NAMES.get(id(signal), "signal")
+    try:
+        responses = signal.send_robust(sender=type(task), task=task, **kwargs)
+    except BaseException as exc:
+        # send_robust() catches Exception only: a receiver raised SystemExit,
+        # KeyboardInterrupt, CancelledError..., and the receivers after it were skipped.
+        logger.error("a %s receiver raised %r", name, exc, exc_info=exc)
+        return
+    for receiver, response in responses:
         if isinstance(response, BaseException):
-            logger.error(
-                "%s receiver %r raised: %r",
-                _NAMES.get(id(signal), "signal"),
-                receiver,
-                response,
-                exc_info=response,
-            )
+            logger.error("%s receiver %r raised: %r", name, receiver, response, exc_info=response)

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from .conf import conf
 from .constants import (
+    ARGUMENTS_JSON,
     ARGUMENTS_MAX_DEPTH,
     CATCH_ALL,
     NAME_MAX_LENGTH,
@@ -22,7 +23,6 @@ from .constants import (
     RETRY_MAX_LIMIT,
     SIGNATURE_MAX_LENGTH,
 )
-from .db.base import ARGUMENTS_JSON
 from .exceptions import InvalidTask
 
 if TYPE_CHECKING:
@@ -134,19 +134,26 @@ def check_arguments(arguments: Any) -> tuple[dict[str, Any], str]:
             f"arguments must be a dict (a JSON object), not {type(arguments).__name__}"
         )
     arguments = dict(arguments)
-    text = _arguments_json(arguments)
+    return arguments, json_text(arguments, "arguments")
+
+
+def json_text(value: Any, path: str) -> str:
+    """The compact JSON text of ``value`` (a task's arguments, a framework task's return
+    value), within MAX_ARGUMENTS_SIZE bytes; InvalidTask naming the problem if not."""
+    text = _json_text(value, path)
     # ASCII only (ensure_ascii): one byte per character.
     limit = conf.MAX_ARGUMENTS_SIZE
     if len(text) > limit:
         raise InvalidTask(
-            f"arguments take {len(text)} bytes as JSON; the limit is {limit} "
-            "(TASKQUEUE['MAX_ARGUMENTS_SIZE']). Store large data elsewhere and pass its key."
+            f"{path} take{'' if path.endswith('s') else 's'} {len(text)} bytes as JSON; "
+            f"the limit is {limit} (TASKQUEUE['MAX_ARGUMENTS_SIZE']). Store large data "
+            "elsewhere and pass its key."
         )
-    return arguments, text
+    return text
 
 
-def _arguments_json(arguments: dict[str, Any]) -> str:
-    """The compact JSON text of ``arguments``; InvalidTask naming the problem if not JSON.
+def _json_text(value: Any, path: str) -> str:
+    """The compact JSON text of ``value``; InvalidTask naming the problem if not JSON.
 
     ``json.dumps`` walks the data in C, and refuses what is not JSON data (other types,
     NaN and infinities). It converts keys that are not strings, though, so the text is
@@ -156,7 +163,7 @@ def _arguments_json(arguments: dict[str, Any]) -> str:
     it also accepts tuples, which JSON stores as lists.
     """
     try:
-        text = json.dumps(arguments, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
         if (
             "\\u0000" not in text
             and "\\ud" not in text
@@ -164,13 +171,13 @@ def _arguments_json(arguments: dict[str, Any]) -> str:
                 text.count("[") + text.count("{") <= ARGUMENTS_MAX_DEPTH
                 or _text_depth(text) <= ARGUMENTS_MAX_DEPTH
             )
-            and json.loads(text) == arguments
+            and json.loads(text) == value
         ):
             return text
     except (TypeError, ValueError, RecursionError):
         pass
-    _check_json(arguments, "arguments")
-    return json.dumps(arguments, separators=(",", ":"))
+    _check_json(value, path)
+    return json.dumps(value, separators=(",", ":"))
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

@@ -66,3 +66,15 @@ def send_email(to):
 @task
 def unserialisable():
     return object()
+
+
+@task
+def not_a_number():
+    Run.objects.create(task_id="00000000-0000-0000-0000-000000000001", name="nan")
+    return float("nan")
+
+
+@task(retry_max=3)
+def too_big():
+    Run.objects.create(task_id="00000000-0000-0000-0000-000000000002", name="too big")
+    return "x" * (2 * 1024 * 1024)

@@ -212,6 +212,27 @@ def test_unserialisable_return_value_fails_the_task():
     assert result.errors[0].exception_class_path == "builtins.TypeError"
 
 
+@pytest.mark.parametrize(
+    ("framework_task", "message"),
+    [
+        ("not_a_number", "the return value is nan, which JSON cannot represent"),
+        ("too_big", "the return value takes 2097154 bytes as JSON; the limit is 1048576"),
+    ],
+)
+def test_a_return_value_that_cannot_be_stored_fails_the_task_without_a_rerun(
+    framework_task, message
+):
+    result = getattr(tasks, framework_task).enqueue()
+    burst()
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert TaskResultRecord.objects.get(pk=result.id).return_value is None
+    assert message in result.errors[-1].traceback
+    assert message in FailedTask.objects.get().error
+    # retry_max=3 for too_big: not run again all the same.
+    assert Run.objects.count() == 1 and not Task.objects.exists()
+
+
 def test_retries_apply_to_framework_tasks():
     result = tasks.fail_twice.enqueue("again")
     assert Task.objects.get().retry_max == 1  # @task(retry_max=1) beats OPTIONS

@@ -24,10 +24,6 @@ if TYPE_CHECKING:
 
     from ..models import Task
 
-# Where validation leaves a task's arguments and their JSON text, so the INSERT sends
-# that text instead of encoding the arguments again.
-ARGUMENTS_JSON = "_taskqueue_arguments_json"
-
 
 @dataclass(frozen=True)
 class Claimant:
@@ -165,6 +161,13 @@ class QueueDatabase:
         self, claimant: Claimant, outcomes: Sequence[tuple[Task, Result]], now: datetime
     ) -> FinishReport:
         """Apply run outcomes in one transaction, each guarded by the claim."""
+        raise NotImplementedError
+
+    def fail_stored(
+        self, claimant: Claimant, task: Task, error: str, now: datetime
+    ) -> FinishReport:
+        """Move the claimant's ``task`` to the failure log as it is stored, with
+        ``error``: for a run whose outcome the database refused."""
         raise NotImplementedError
 
     def recover_stale(self, lock_timeout: timedelta, now: datetime) -> FinishReport:

@@ -17,7 +17,7 @@ from django.db.models import Count, F, Q, QuerySet
 
 from ..lifecycle import requeued_copy, retry_values
 from ..models import FailedTask, Task, TaskQuerySet, TaskState
-from ..results import Result
+from ..results import Result, storable_text
 from ..uuids import uuid7
 from .base import (
     Claimant,
@@ -199,6 +199,22 @@ class GenericDatabase(QueueDatabase):
                     report.lost += 1
             self.log_failures(failed, now)
             report.failed.extend(failed)
+        return report
+
+    def fail_stored(
+        self, claimant: Claimant, task: Task, error: str, now: datetime
+    ) -> FinishReport:
+        report = FinishReport()
+        mine = self.mine(claimant).filter(pk=task.pk)
+        with transaction.atomic(using=self.alias, savepoint=False):
+            # The row as stored: what the run changed in memory is what was refused.
+            stored = mine.select_for_update().first()
+            if stored is None or not mine.delete()[0]:
+                report.lost = 1
+                return report
+            failure = (stored, storable_text(error))
+            self.log_failures([failure], now)
+            report.failed.append(failure)
         return report
 
     def log_failures(self, failures: Sequence[tuple[Task, str]], now: datetime) -> None:

@@ -20,9 +20,10 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.models.constants import OnConflict
 
+from ..constants import ARGUMENTS_JSON
 from ..models import Task
 from ..results import Result
-from .base import ARGUMENTS_JSON, Claimant, FinishReport, Outcomes, claim_order, mark_stored
+from .base import Claimant, FinishReport, Outcomes, claim_order, mark_stored
 from .base import without_repeated_signatures as unique_signatures
 from .generic import GenericDatabase
 

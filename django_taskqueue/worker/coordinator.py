@@ -28,10 +28,10 @@ from ..db import Claimant, FinishReport, queue_db
 from ..models import Task
 from ..registry import ConsumerRegistry, registry
 from ..results import Result
-from ..signals import send_logged, task_failed
 from ..uuids import uuid7
 from .executor import run_executor
 from .listener import Listener
+from .settling import database_answers, log_report, store_singly
 from .stopping import StopSignals, shut_down
 
 logger = logging.getLogger("django_taskqueue")
@@ -169,15 +169,24 @@ class Worker:
     # Threads ----------------------------------------------------------------------
 
     def _start_threads(self) -> None:
-        for index in range(self.workers):
-            thread = threading.Thread(
-                target=run_executor, args=(self,), name=f"taskqueue-worker-{index}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+        self._threads = [self._start_executor(index) for index in range(self.workers)]
         if self._listen and self.db.can_listen():
             self._listener = Listener(self.using, self.notify, self.queues, self._outage)
             self._listener.start()
+
+    def _start_executor(self, index: int) -> threading.Thread:
+        thread = threading.Thread(
+            target=run_executor, args=(self,), name=f"taskqueue-worker-{index}", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _replace_dead_executors(self) -> None:
+        """An executor thread that died (its task got an Error outcome) is replaced."""
+        for index, thread in enumerate(self._threads):
+            if not thread.is_alive() and not self._stopping.is_set():
+                logger.error("worker %s: %s died; starting another", self.lock_id, thread.name)
+                self._threads[index] = self._start_executor(index)
 
     def _outage(self) -> None:
         self._outages += 1
@@ -192,6 +201,7 @@ class Worker:
             now = time.monotonic()
             try:
                 if now >= next_heartbeat:
+                    self._replace_dead_executors()
                     self._heartbeat()
                     next_heartbeat = now + self.heartbeat_interval
                 if now >= next_recover:
@@ -293,6 +303,12 @@ class Worker:
             return False
         try:
             report, tasks = self.db.acknowledge_and_claim(self.claimant, batch, size, self.clock())
+        except Exception as exc:
+            if not batch or not database_answers(self.db, exc):
+                self._done.extendleft(reversed(batch))
+                raise
+            self._store_singly(batch, exc)
+            return False
         except BaseException:
             self._done.extendleft(reversed(batch))
             raise
@@ -321,35 +337,41 @@ class Worker:
             return
         try:
             report = self.db.finish(self.claimant, batch, self.clock())
+        except Exception as exc:
+            if not database_answers(self.db, exc):
+                self._done.extendleft(reversed(batch))
+                raise
+            self._store_singly(batch, exc)
+            return
         except BaseException:
             self._done.extendleft(reversed(batch))
             raise
         self._acknowledged(batch, report)
 
+    def _store_singly(self, batch: list[tuple[Task, Result]], exc: Exception) -> None:
+        logger.error(
+            "worker %s could not store %d outcome(s) at once (%s: %s); storing them one by one",
+            self.lock_id,
+            len(batch),
+            type(exc).__name__,
+            exc,
+        )
+        stored = 0
+        try:
+            for outcome, report in store_singly(self.db, self.claimant, batch, self.clock):
+                self._acknowledged([outcome], report)
+                stored += 1
+        except BaseException:
+            self._done.extendleft(reversed(batch[stored:]))
+            raise
+
     def _acknowledged(self, batch: list[tuple[Task, Result]], report: FinishReport) -> None:
         for task, _ in batch:
             self._held.pop(task.pk, None)
         self.processed += len(batch)
-        self._report(report)
+        log_report(self.lock_id, report)
         # A finished batch makes room: the queue may hold more.
         self._maybe_more = self._maybe_more or bool(batch)
-
-    def _report(self, report: FinishReport) -> None:
-        for task, error in report.failed:
-            logger.error(
-                "task %s (%s) moved to the failure log: %s",
-                task.pk,
-                task.name,
-                error.strip().splitlines()[0] if error.strip() else "",
-            )
-            send_logged(task_failed, task=task, error=error)
-        if report.lost:
-            logger.warning(
-                "worker %s no longer held %d finished task(s): their claim expired and "
-                "another worker took them over, or they were cancelled",
-                self.lock_id,
-                report.lost,
-            )
 
     def _heartbeat(self) -> None:
         held = list(self._held)
@@ -366,6 +388,6 @@ class Worker:
             logger.warning(
                 "recovered %d task(s) whose worker died; they will run again", report.retried
             )
-        self._report(report)
+        log_report(self.lock_id, report)
         if report.retried:
             self._maybe_more = True

@@ -24,6 +24,7 @@ def run_executor(worker: Worker) -> None:
     conns = ThreadConnections()
     outages_seen = worker._outages
     ready, running, done, wake = worker._ready, worker._running, worker._done, worker._wake
+    task = None
     try:
         while True:
             task = ready.get()
@@ -39,11 +40,20 @@ def run_executor(worker: Worker) -> None:
             result = execute(task, worker.consumers)
             done.append((task, result))
             del running[task.pk]
+            task = None
             if not wake.is_set() and (len(done) == 1 or not running or worker._stopping.is_set()):
                 # The first run to acknowledge (the coordinator batches the rest),
                 # or the last one running.
                 wake.set()
             conns.end_of_task()
+    except BaseException as exc:
+        # Whatever kills the thread (the coordinator starts another), its task gets
+        # an outcome: an error, retried as usual.
+        if task is not None:
+            running.pop(task.pk, None)
+            done.append((task, Error(f"the executor thread running this task died: {exc!r}")))
+            wake.set()
+        raise
     finally:
         conns.close()
 
