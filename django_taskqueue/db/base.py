@@ -178,6 +178,11 @@ class QueueDatabase:
         """Write failure-log rows for tasks that were never stored (run in-process)."""
         raise NotImplementedError
 
+    def database_now(self) -> datetime:
+        """The database server's current time (aware): the clock claims, heartbeats and
+        due times are decided on, whatever the hosts' clocks say."""
+        raise NotImplementedError
+
     # Wake-up
     def can_listen(self) -> bool:
         """Whether workers can be woken at once when a task is enqueued."""

@@ -13,7 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Count, F, Q, QuerySet
+from django.db.models.functions import Now
 
 from ..lifecycle import requeued_copy, retry_values
 from ..models import FailedTask, Task, TaskQuerySet, TaskState
@@ -49,6 +51,12 @@ class GenericDatabase(QueueDatabase):
                 "SELECT ... FOR UPDATE SKIP LOCKED, which the queue claims tasks with"
             )
         return None
+
+    def database_now(self) -> datetime:
+        # Any table with a row will do: django_migrations has this app's migrations.
+        recorded = MigrationRecorder(self.connection).migration_qs
+        now: datetime = recorded.annotate(now=Now()).values_list("now", flat=True)[0]
+        return now
 
     def tasks(self) -> TaskQuerySet:
         return Task.objects.using(self.alias)

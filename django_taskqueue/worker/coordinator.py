@@ -17,10 +17,10 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, InterfaceError
-from django.utils import timezone
 
 from ..conf import conf
 from ..connections import close_quietly
@@ -29,6 +29,7 @@ from ..models import Task
 from ..registry import ConsumerRegistry, registry
 from ..results import Result
 from ..uuids import uuid7
+from .clock import DatabaseClock
 from .executor import run_executor
 from .listener import Listener
 from .settling import database_answers, log_report, store_singly
@@ -44,7 +45,8 @@ class Worker:
     """Runs tasks from the queue until stopped (or, in burst mode, until none is due).
 
     Every argument defaults to its ``TASKQUEUE`` setting. ``clock`` returns the aware
-    "now" used for claims and retries (tests pass a controllable one).
+    "now" used for claims and retries: by default the database's (tests pass a
+    controllable one).
     """
 
     def __init__(
@@ -61,7 +63,7 @@ class Worker:
         using: str | None = None,
         queues: Sequence[str] | None = None,
         listen: bool = True,
-        clock: Callable[[], datetime] = timezone.now,
+        clock: Callable[[], datetime] | None = None,
         consumers: ConsumerRegistry | None = None,
     ) -> None:
         self.workers = workers or conf.WORKER_COUNT
@@ -74,10 +76,12 @@ class Worker:
         self.grace = grace
         self.using = using or conf.DATABASE
         self.queues = list(queues) if queues else None
-        self.clock = clock
         self.consumers = consumers or registry
         self.lock_id: uuid.UUID = uuid7()
         self.db = queue_db(self.using)
+        # The database's clock unless a test gives one (DatabaseClock syncs at heartbeats).
+        self._database_clock = DatabaseClock(self.db) if clock is None else None
+        self.clock: Callable[[], datetime] = self._database_clock or cast(Any, clock)
         self.claimant = Claimant(
             lock_id=self.lock_id,
             lock_timeout=timedelta(seconds=self.lock_timeout),
@@ -201,6 +205,8 @@ class Worker:
             now = time.monotonic()
             try:
                 if now >= next_heartbeat:
+                    if self._database_clock is not None:
+                        self._database_clock.sync()
                     self._replace_dead_executors()
                     self._heartbeat()
                     next_heartbeat = now + self.heartbeat_interval
