@@ -98,6 +98,11 @@ RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
         lambda v: v is None or (_is_number(v) and v > 0),
         "a number of seconds > 0, or None to keep finished results forever",
     ),
+    "FAILED_TASK_RETENTION": (
+        "E029",
+        lambda v: v is None or (_is_number(v) and v > 0),
+        "a number of seconds > 0, or None to keep the failure log forever",
+    ),
 }
 
 

@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "BACKOFF_EXPONENT_CAP": 20,
     # Seconds a finished Django tasks framework result is kept; None keeps them forever.
     "RESULT_TTL": 7 * 24 * 3600,
+    # Seconds a failure-log row is kept; None keeps them forever.
+    "FAILED_TASK_RETENTION": 30 * 24 * 3600,
     # PostgreSQL: the worker prepares its claim and acknowledgement statements.
     "PREPARE_STATEMENTS": True,
     # The database layer's class: None picks it by database; "generic" is the ORM one.
@@ -148,6 +150,11 @@ class TaskQueueSettings:
     def DATABASE_LAYER(self) -> str | None:
         value: str | None = self._get("DATABASE_LAYER")
         return value
+
+    @property
+    def FAILED_TASK_RETENTION(self) -> float | None:
+        value = self._get("FAILED_TASK_RETENTION")
+        return None if value is None else float(value)
 
     @property
     def RESULT_TTL(self) -> float | None:

@@ -11,14 +11,11 @@ result lives in :class:`~django_taskqueue.models.TaskResultRecord`.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 import django
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
 
@@ -62,8 +59,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_taskqueue")
 
-# How often (at most) a worker process deletes expired results, in seconds.
-PRUNE_INTERVAL = 600.0
 
 __all__ = [
     "FRAMEWORK_TASK",
@@ -168,46 +163,3 @@ def new_record(task_id: uuid.UUID, payload: dict[str, Any], **values: Any) -> Ta
         run_after=parse_datetime(run_after) if run_after else None,
         **values,
     )
-
-
-_pruned_at: dict[str, float] = {}
-_prune_lock = threading.Lock()
-
-
-def maybe_prune(using: str) -> None:
-    """Delete expired results now and then, so a worker keeps the table small."""
-    if conf.RESULT_TTL is None:
-        return
-    with _prune_lock:
-        now = time.monotonic()
-        last = _pruned_at.get(using)
-        if last is not None and now - last < PRUNE_INTERVAL:
-            return
-        _pruned_at[using] = now
-    try:
-        deleted = prune_results(using)
-    except Exception:
-        logger.exception("could not prune expired task results")
-        return
-    if deleted:
-        logger.info("pruned %d task result(s) older than RESULT_TTL", deleted)
-
-
-def prune_results(using: str, *, ttl: float | None = None, dry_run: bool = False) -> int:
-    """Delete finished results older than ``ttl`` seconds (default RESULT_TTL)."""
-    from datetime import timedelta
-
-    from .models import TaskResultRecord
-
-    ttl = conf.RESULT_TTL if ttl is None else ttl
-    if ttl is None:
-        return 0
-    before = timezone.now() - timedelta(seconds=ttl)
-    prunable = TaskResultRecord.objects.using(using).prunable(before).order_by()
-    if dry_run:
-        return prunable.count()
-    deleted = 0
-    # In batches, so pruning a large backlog never holds long locks.
-    while ids := list(prunable.values_list("pk", flat=True)[:1000]):
-        deleted += TaskResultRecord.objects.using(using).filter(pk__in=ids).delete()[0]
-    return deleted

@@ -26,12 +26,12 @@ from .framework import (
     as_result,
     framework_signals,
     load_task,
-    maybe_prune,
     new_record,
     normalize_json,
     task_backends,
 )
 from .results import Error, Failure, Success, storable_text
+from .retention import maybe_prune
 from .validation import json_text
 
 if TYPE_CHECKING:

@@ -55,6 +55,7 @@ BAD_VALUES = {
     "MAX_ARGUMENTS_SIZE": [0, 1.5],
     "BACKOFF_EXPONENT_CAP": [-1, 31],
     "RESULT_TTL": [0, -5, "3600", float("inf")],
+    "FAILED_TASK_RETENTION": [0, -1, "30d", float("nan")],
     "PREPARE_STATEMENTS": [1, "no", None],
 }
 

@@ -262,7 +262,7 @@ def test_a_failure_retried_from_the_admin_is_ready_again_and_can_succeed():
     burst()
     result.refresh()
     assert result.status == TaskResultStatus.FAILED
-    assert _retry(FailedTask.objects.all(), timezone.now())[2] == 1
+    assert _retry(FailedTask.objects.all(), timezone.now())[2:] == (1, False)
     assert Task.objects.get().pk == uuid.UUID(result.id)
     result.refresh()
     assert result.status == TaskResultStatus.READY
@@ -368,14 +368,14 @@ def test_old_finished_results_are_pruned(taskqueue_settings, capsys):
 
 
 def test_worker_prunes_now_and_then(taskqueue_settings, monkeypatch):
-    from django_taskqueue import framework
+    from django_taskqueue import retention
 
-    monkeypatch.setattr(framework, "_pruned_at", {})
+    monkeypatch.setattr(retention, "_pruned_at", {})
     taskqueue_settings["RESULT_TTL"] = 60
     first = tasks.add.enqueue(1, 1)
     burst()
     TaskResultRecord.objects.update(finished_at=timezone.now() - timedelta(hours=1))
-    monkeypatch.setattr(framework, "_pruned_at", {})
+    monkeypatch.setattr(retention, "_pruned_at", {})
     second = tasks.add.enqueue(2, 2)
     burst()
     assert list(TaskResultRecord.objects.values_list("pk", flat=True)) == [uuid.UUID(second.id)]

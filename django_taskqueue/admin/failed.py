@@ -12,7 +12,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.urls import URLPattern, path
@@ -25,6 +25,9 @@ from ..models import TASK_FIELD_NAMES, FailedTask, Task
 from .base import QueueModelAdmin, _base_actions, _batches
 
 logger = logging.getLogger("django_taskqueue")
+
+# Failures retried per transaction: a selection of any size takes bounded memory.
+RETRY_BATCH = 1000
 
 
 @admin.register(FailedTask)
@@ -58,23 +61,28 @@ class FailedTaskAdmin(QueueModelAdmin):
         self.retry_failures(request, queryset)
 
     def retry_failures(self, request: HttpRequest, queryset: QuerySet[FailedTask]) -> int:
-        """Put failed tasks back on the queue, in one transaction; return how many.
+        """Put failed tasks back on the queue, RETRY_BATCH per transaction; return how
+        many.
 
         Each becomes a task with its old id, retry_count 0 and start_at now, and its row
         leaves the failure log. One whose signature is already queued stays in the log,
         as does one whose task is queued again already (retried before, or selected
         twice: the newest failure of a task is the one retried).
         """
-        try:
-            selected, candidates, retried = _retry(queryset, timezone.now())
-        except IntegrityError:
-            # Another retry of the same task committed between our check and insert.
+        selected, candidates, retried, conflict = _retry(queryset, timezone.now())
+        if conflict and not retried:
             self.message_user(
                 request,
                 gettext("Nothing was retried: the same tasks were being retried at the same time."),
                 messages.ERROR,
             )
             return 0
+        if conflict:
+            self.message_user(
+                request,
+                gettext("The retry stopped: the same tasks were being retried at the same time."),
+                messages.ERROR,
+            )
         logger.info("admin: %s put %d failed tasks back on the queue", request.user, retried)
         if retried:
             self.message_user(
@@ -159,25 +167,48 @@ class FailedTaskAdmin(QueueModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-def _retry(queryset: QuerySet[FailedTask], now: datetime) -> tuple[int, int, int]:
-    """Retry in one transaction; return how many were selected, tried, and stored."""
+def _retry(queryset: QuerySet[FailedTask], now: datetime) -> tuple[int, int, int, bool]:
+    """Retry the newest failures first, RETRY_BATCH per transaction, so that a selection
+    of any size takes bounded memory and short locks. Returns how many were selected,
+    tried and stored, and whether a concurrent retry of the same tasks stopped it."""
     using = queryset.db
-    with transaction.atomic(using=using):
-        failures = list(queryset.defer(None).order_by("-failed_at", "-pk").select_for_update())
-        newest: dict[Any, FailedTask] = {}
-        for failure in failures:
-            newest.setdefault(failure.task_id, failure)
-        queued: set[uuid.UUID] = set()
-        for ids in _batches(list(newest)):
-            queued.update(Task.objects.using(using).filter(pk__in=ids).values_list("pk", flat=True))
-        candidates = [f for f in newest.values() if f.task_id not in queued]
-        stored = {
-            task.pk for task in queue_db(using).insert([_requeued(f, now) for f in candidates])
-        }
-        retried = [f.pk for f in candidates if f.task_id in stored]
-        for ids in _batches(retried):
-            FailedTask.objects.using(using).filter(pk__in=ids).delete()
-    return len(failures), len(candidates), len(retried)
+    selected = tried = stored = 0
+    ordered = queryset.defer(None).order_by("-failed_at", "-pk")
+    page = ordered
+    while True:
+        try:
+            with transaction.atomic(using=using):
+                failures = list(page.select_for_update()[:RETRY_BATCH])
+                if not failures:
+                    return selected, tried, stored, False
+                counts = _retry_batch(failures, using, now)
+        except IntegrityError:
+            # Another retry of the same tasks committed between our check and insert.
+            return selected, tried, stored, True
+        selected += len(failures)
+        tried += counts[0]
+        stored += counts[1]
+        last = failures[-1]
+        page = ordered.filter(
+            Q(failed_at__lt=last.failed_at) | Q(failed_at=last.failed_at, pk__lt=last.pk)
+        )
+
+
+def _retry_batch(failures: list[FailedTask], using: str, now: datetime) -> tuple[int, int]:
+    """Retry the newest failure of each task in ``failures`` whose task is not queued
+    already (a later batch then skips that task's older failures)."""
+    newest: dict[Any, FailedTask] = {}
+    for failure in failures:
+        newest.setdefault(failure.task_id, failure)
+    queued: set[uuid.UUID] = set()
+    for ids in _batches(list(newest)):
+        queued.update(Task.objects.using(using).filter(pk__in=ids).values_list("pk", flat=True))
+    candidates = [f for f in newest.values() if f.task_id not in queued]
+    stored = {task.pk for task in queue_db(using).insert([_requeued(f, now) for f in candidates])}
+    retried = [f.pk for f in candidates if f.task_id in stored]
+    for ids in _batches(retried):
+        FailedTask.objects.using(using).filter(pk__in=ids).delete()
+    return len(candidates), len(retried)
 
 
 def _requeued(failure: FailedTask, now: datetime) -> Task:

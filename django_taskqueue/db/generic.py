@@ -7,6 +7,7 @@ behave the same (the test suite runs the worker tests on this class too).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -31,6 +32,8 @@ from .base import (
     mark_stored,
     without_repeated_signatures,
 )
+
+logger = logging.getLogger("django_taskqueue")
 
 
 def state_conditions(now: datetime) -> dict[TaskState, Q]:
@@ -192,13 +195,23 @@ class GenericDatabase(QueueDatabase):
                     report.retried += 1
                 else:
                     report.lost += 1
-            copies = []
+            copies = {}
             for task, requeue in sorted_.requeues:
                 if mine.filter(pk=task.pk).delete()[0]:
-                    copies.append(requeued_copy(task, requeue, now))
+                    copies[task] = requeued_copy(task, requeue, now)
                 else:
                     report.lost += 1
-            report.requeued = len(self.insert(copies))
+            stored = {copy.pk for copy in self.insert(list(copies.values()))}
+            report.requeued = len(stored)
+            for task, copy in copies.items():
+                if copy.pk not in stored:
+                    logger.warning(
+                        "task %s (%s) returned Requeue, but its copy was dropped: a task "
+                        "with signature %r is queued already",
+                        task.pk,
+                        task.name,
+                        copy.signature,
+                    )
             failed = []
             for task, message in sorted_.finals:
                 if mine.filter(pk=task.pk).delete()[0]:

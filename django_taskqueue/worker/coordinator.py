@@ -28,6 +28,7 @@ from ..db import Claimant, FinishReport, queue_db
 from ..models import Task
 from ..registry import ConsumerRegistry, registry
 from ..results import Result
+from ..retention import start_pruning
 from ..uuids import uuid7
 from .clock import DatabaseClock
 from .executor import run_executor
@@ -153,13 +154,7 @@ class Worker:
 
     def install_signal_handlers(self, *, supervised: bool = False) -> None:
         """First SIGTERM/SIGINT stops gracefully; a second exits at once (code 1).
-
-        Under a supervisor, SIGINT is ignored (a terminal's Ctrl-C goes to the
-        supervisor, which forwards SIGTERM) and a repeated SIGTERM is too: a service
-        manager may signal every process of the group as well as the supervisor.
-        The supervisor forces with SIGKILL. The signals are handled in a thread of
-        their own (see :mod:`django_taskqueue.worker.stopping`).
-        """
+        Under a supervisor, see :class:`~django_taskqueue.worker.stopping.StopSignals`."""
         if threading.current_thread() is not threading.main_thread():
             return
         self._signals = StopSignals(self, supervised=supervised)
@@ -222,7 +217,7 @@ class Worker:
                 failures = 0
             except (DatabaseError, InterfaceError) as exc:
                 failures += 1
-                delay = min(30.0, 0.25 * 2**failures)
+                delay = self.outage_delay(failures)
                 logger.warning(
                     "database error in worker %s (%s); retrying in %.2fs", self.lock_id, exc, delay
                 )
@@ -240,6 +235,11 @@ class Worker:
             timeout = max(0.0, min(deadlines) - time.monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
+
+    def outage_delay(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` database errors in a row: doubling, but
+        never longer than a heartbeat, so that the claims held do not expire."""
+        return min(30.0, self.heartbeat_interval, 0.25 * 2**failures)
 
     def _finished(self) -> bool:
         if self._held:
@@ -389,6 +389,7 @@ class Worker:
                 )
 
     def _recover(self) -> None:
+        start_pruning(self.using)  # the failure log and framework results, now and then
         report = self.db.recover_stale(self.claimant.lock_timeout, self.clock())
         if report.retried:
             logger.warning(

@@ -73,7 +73,13 @@ class SignalRelay:
 
 class StopSignals:
     """A worker's SIGTERM/SIGINT handlers: the first stops it gracefully, a second
-    exits at once (code 1); see :meth:`Worker.install_signal_handlers`."""
+    exits at once (code 1).
+
+    Under a supervisor, SIGINT is ignored (a terminal's Ctrl-C goes to the supervisor,
+    which forwards SIGTERM) and a repeated SIGTERM is too: a service manager may signal
+    every process of the group as well as the supervisor. The supervisor forces with
+    SIGKILL. The signals are handled in a thread of their own (:class:`SignalRelay`).
+    """
 
     def __init__(self, worker: Worker, *, supervised: bool) -> None:
         self.worker = worker

@@ -40,7 +40,7 @@ class Command(BaseCommand):
         verbosity: int,
         **options: Any,
     ) -> None:
-        from django_taskqueue.framework import prune_results
+        from django_taskqueue.retention import prune_results
 
         ttl = conf.RESULT_TTL if older_than is None else older_than
         if ttl is None:
