@@ -239,7 +239,7 @@ class Worker:
     def outage_delay(self, failures: int) -> float:
         """Seconds to wait after ``failures`` database errors in a row: doubling, but
         never longer than a heartbeat, so that the claims held do not expire."""
-        return min(30.0, self.heartbeat_interval, 0.25 * 2**failures)
+        return float(min(30.0, self.heartbeat_interval, 0.25 * 2.0**failures))
 
     def _finished(self) -> bool:
         if self._held:
