@@ -2,7 +2,14 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .exceptions import InvalidTask, NotReady, TaskQueueError, TaskRejected, UnknownTaskName
+from .exceptions import (
+    InvalidTask,
+    NotReady,
+    TaskQueueError,
+    TaskRejected,
+    TimeLimitExceeded,
+    UnknownTaskName,
+)
 from .publishing import cancel, enqueue, enqueue_many
 from .registry import consumer
 from .results import Error, Failure, Ignored, Requeue, Result, Success
@@ -23,6 +30,7 @@ __all__ = [
     "Success",
     "TaskQueueError",
     "TaskRejected",
+    "TimeLimitExceeded",
     "UnknownTaskName",
     "__version__",
     "cancel",

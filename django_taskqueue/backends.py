@@ -40,6 +40,7 @@ from .framework import (
     normalize_json,
     to_queue_priority,
 )
+from .registry import check_timeout
 
 if TYPE_CHECKING:
     from .framework import P, R
@@ -72,6 +73,10 @@ class TaskQueueBackend(BaseTaskBackend):
             isinstance(retry_max, bool) or not isinstance(retry_max, int) or retry_max < 0
         ):
             raise InvalidFrameworkTask(f"retry_max must be an integer >= 0, not {retry_max!r}.")
+        try:
+            check_timeout(getattr(task, "timeout", None), task.module_path)
+        except (TypeError, ValueError) as exc:
+            raise InvalidFrameworkTask(str(exc)) from None
 
     def enqueue(self, task: FrameworkTask[P, R], args: Any, kwargs: Any) -> TaskResult[P, R]:
         from .publishing import enqueue
@@ -95,6 +100,9 @@ class TaskQueueBackend(BaseTaskBackend):
         retry_max = getattr(task, "retry_max", None)
         if retry_max is not None:
             payload["retry_max"] = retry_max
+        timeout = getattr(task, "timeout", None)  # QueueTask's
+        if timeout is not None:
+            payload["timeout"] = timeout
         try:
             row = enqueue(
                 FRAMEWORK_TASK,

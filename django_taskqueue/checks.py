@@ -98,6 +98,11 @@ RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
         lambda v: v is None or (_is_number(v) and v > 0),
         "a number of seconds > 0, or None to keep finished results forever",
     ),
+    "TASK_TIMEOUT": (
+        "E030",
+        lambda v: v is None or (_is_number(v) and v > 0),
+        "a number of seconds > 0, or None for no time limit",
+    ),
     "FAILED_TASK_RETENTION": (
         "E029",
         lambda v: v is None or (_is_number(v) and v > 0),

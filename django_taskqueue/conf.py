@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "BACKOFF_EXPONENT_CAP": 20,
     # Seconds a finished Django tasks framework result is kept; None keeps them forever.
     "RESULT_TTL": 7 * 24 * 3600,
+    # Seconds a run may take unless its consumer says otherwise; None: no limit.
+    "TASK_TIMEOUT": None,
     # Seconds a failure-log row is kept; None keeps them forever.
     "FAILED_TASK_RETENTION": 30 * 24 * 3600,
     # PostgreSQL: the worker prepares its claim and acknowledgement statements.
@@ -150,6 +152,11 @@ class TaskQueueSettings:
     def DATABASE_LAYER(self) -> str | None:
         value: str | None = self._get("DATABASE_LAYER")
         return value
+
+    @property
+    def TASK_TIMEOUT(self) -> float | None:
+        value = self._get("TASK_TIMEOUT")
+        return None if value is None else float(value)
 
     @property
     def FAILED_TASK_RETENTION(self) -> float | None:

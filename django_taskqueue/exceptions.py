@@ -29,3 +29,8 @@ class TaskRejected(TaskQueueError):
 
 class NotReady(TaskQueueError, ImproperlyConfigured):
     """django_taskqueue was used before Django's app registry was ready."""
+
+
+class TimeLimitExceeded(TaskQueueError):
+    """A run took longer than its time limit (``@consumer(..., timeout=...)``,
+    ``TASKQUEUE["TASK_TIMEOUT"]``, or a framework task's ``timeout``)."""

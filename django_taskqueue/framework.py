@@ -80,20 +80,26 @@ __all__ = [
 # django.tasks' Task is generic in django-stubs only, so the base stays unsubscripted.
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueueTask(FrameworkTask):  # type: ignore[type-arg]  # generic in stubs only
-    """The framework's Task with one more option: ``retry_max``.
+    """The framework's Task with two more options: ``retry_max`` and ``timeout``.
 
     ``@task(retry_max=3)`` or ``.using(retry_max=3)`` overrides the backend's
-    ``OPTIONS["RETRY_MAX"]`` for this task.
+    ``OPTIONS["RETRY_MAX"]`` for this task; ``timeout`` (seconds) limits how long a run
+    may take, as ``@consumer(..., timeout=...)`` does.
     """
 
     retry_max: int | None = None
+    timeout: float | None = None
 
-    def using(self, *, retry_max: int | None = None, **changes: Any) -> QueueTask:
+    def using(
+        self, *, retry_max: int | None = None, timeout: float | None = None, **changes: Any
+    ) -> QueueTask:
         # Not super(): slotted dataclasses lose the __class__ cell it needs.
         # using() copies with dataclasses.replace(), so the copy is a QueueTask too.
         task = cast(QueueTask, FrameworkTask.using(self, **changes))
         if retry_max is not None:
             task = replace(task, retry_max=retry_max)
+        if timeout is not None:
+            task = replace(task, timeout=timeout)
         return task
 
 
@@ -121,8 +127,10 @@ def load_task(payload: dict[str, Any]) -> FrameworkTask[..., Any]:
     }
     if payload.get("run_after"):
         changes["run_after"] = parse_datetime(payload["run_after"])
-    if isinstance(target, QueueTask) and payload.get("retry_max") is not None:
-        changes["retry_max"] = payload["retry_max"]
+    if isinstance(target, QueueTask):
+        for option in ("retry_max", "timeout"):
+            if payload.get(option) is not None:
+                changes[option] = payload[option]
     return replace(target, **changes)
 
 

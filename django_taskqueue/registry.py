@@ -9,6 +9,7 @@ through the consumers registered for its name and turns whatever happens into a
 from __future__ import annotations
 
 import inspect
+import math
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import async_to_sync
 
-from .constants import CATCH_ALL, NAME_MAX_LENGTH
+from .conf import conf
+from .constants import CATCH_ALL, FRAMEWORK_TASK, NAME_MAX_LENGTH
 from .results import Error, Failure, Ignored, Result, Success
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ class Consumer:
     names: tuple[str, ...]
     wants_task: bool
     is_async: bool
+    timeout: float | None = None
 
     @property
     def label(self) -> str:
@@ -55,7 +58,9 @@ class ConsumerRegistry:
     def __init__(self) -> None:
         self._registry: dict[str, tuple[Consumer, ...]] = {}
 
-    def register(self, func: Callable[..., Any], names: tuple[str, ...]) -> Consumer:
+    def register(
+        self, func: Callable[..., Any], names: tuple[str, ...], timeout: float | None = None
+    ) -> Consumer:
         if not callable(func):
             raise TypeError(f"@consumer must decorate a function, not {func!r}")
         params = inspect.signature(func).parameters
@@ -75,6 +80,7 @@ class ConsumerRegistry:
             names=names,
             wants_task=wants_task,
             is_async=inspect.iscoroutinefunction(func),
+            timeout=check_timeout(timeout, f"@consumer({', '.join(map(repr, names))})"),
         )
         registry = dict(self._registry)
         for name in names:
@@ -89,6 +95,16 @@ class ConsumerRegistry:
         """Consumers to try for ``name``: its own first, then the catch-alls."""
         return self._registry.get(name, ()) + self._registry.get(CATCH_ALL, ())
 
+    def time_limit(self, task: Task) -> float | None:
+        """Seconds ``task`` may run: a framework task's own ``timeout``, else the
+        smallest ``timeout`` of its consumers, else ``TASKQUEUE["TASK_TIMEOUT"]``."""
+        if task.name == FRAMEWORK_TASK and isinstance(task.arguments, dict):
+            own = task.arguments.get("timeout")
+            if own is not None:
+                return float(own)
+        limits = [c.timeout for c in self.consumers_for(task.name) if c.timeout is not None]
+        return min(limits) if limits else conf.TASK_TIMEOUT
+
     def accepts(self, name: str) -> bool:
         return bool(self.consumers_for(name))
 
@@ -102,8 +118,24 @@ class ConsumerRegistry:
 registry = ConsumerRegistry()
 
 
-def consumer(*names: str) -> Callable[[F], F]:
+def check_timeout(timeout: Any, where: str) -> float | None:
+    """A time limit: None, or a finite number of seconds > 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"{where}: timeout must be a number of seconds, not {timeout!r}")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(
+            f"{where}: timeout must be a finite number of seconds > 0, not {timeout!r}"
+        )
+    return float(timeout)
+
+
+def consumer(*names: str, timeout: float | None = None) -> Callable[[F], F]:
     """Register the decorated function as the consumer of tasks named ``names``.
+
+    ``timeout`` limits how many seconds a run may take (default:
+    ``TASKQUEUE["TASK_TIMEOUT"]``, no limit); see :mod:`django_taskqueue.worker.limits`.
 
     ``@consumer("*")`` registers a catch-all that sees every task; it returns
     :class:`~django_taskqueue.results.Ignored` for names it does not handle. The
@@ -122,8 +154,10 @@ def consumer(*names: str) -> Callable[[F], F]:
                 f"not {name!r}"
             )
 
+    check_timeout(timeout, "@consumer")
+
     def decorator(func: F) -> F:
-        registry.register(func, tuple(dict.fromkeys(names)))
+        registry.register(func, tuple(dict.fromkeys(names)), timeout)
         return func
 
     return decorator

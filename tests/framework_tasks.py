@@ -78,3 +78,8 @@ def not_a_number():
 def too_big():
     Run.objects.create(task_id="00000000-0000-0000-0000-000000000002", name="too big")
     return "x" * (2 * 1024 * 1024)
+
+
+@task(timeout=2.5)
+def limited():
+    return 1

@@ -89,3 +89,10 @@ def step_then_raise(args):
     """Changes its arguments in place, then fails: the retry must carry the change."""
     args["position"] = args.get("position", 0) + 1
     raise ValueError("step failed")
+
+
+@consumer("tests.hang", timeout=1)
+def hang(args, task):
+    """Records its start, then never returns in time (a 1 s limit)."""
+    record(args, task)
+    time.sleep(args.get("seconds", 60))

@@ -56,6 +56,7 @@ BAD_VALUES = {
     "BACKOFF_EXPONENT_CAP": [-1, 31],
     "RESULT_TTL": [0, -5, "3600", float("inf")],
     "FAILED_TASK_RETENTION": [0, -1, "30d", float("nan")],
+    "TASK_TIMEOUT": [0, -1, "30", float("inf")],
     "PREPARE_STATEMENTS": [1, "no", None],
 }
 

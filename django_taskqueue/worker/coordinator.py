@@ -28,13 +28,13 @@ from ..db import Claimant, FinishReport, queue_db
 from ..models import Task
 from ..registry import ConsumerRegistry, registry
 from ..results import Result
-from ..retention import start_pruning
 from ..uuids import uuid7
 from .clock import DatabaseClock
-from .executor import run_executor
+from .limits import TimeLimits
 from .listener import Listener
 from .settling import database_answers, log_report, store_singly
 from .stopping import StopSignals, shut_down
+from .upkeep import Upkeep
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -42,7 +42,7 @@ logger = logging.getLogger("django_taskqueue")
 ACK_DELAY = 0.05
 
 
-class Worker:
+class Worker(Upkeep):
     """Runs tasks from the queue until stopped (or, in burst mode, until none is due).
 
     Every argument defaults to its ``TASKQUEUE`` setting. ``clock`` returns the aware
@@ -108,6 +108,7 @@ class Worker:
         self._stopping = threading.Event()
         self._maybe_more = True
         self._threads: list[threading.Thread] = []
+        self.limits = TimeLimits()
         self._listener: Listener | None = None
         self._listen = listen
         self._signals: StopSignals | None = None
@@ -173,20 +174,6 @@ class Worker:
             self._listener = Listener(self.using, self.notify, self.queues, self._outage)
             self._listener.start()
 
-    def _start_executor(self, index: int) -> threading.Thread:
-        thread = threading.Thread(
-            target=run_executor, args=(self,), name=f"taskqueue-worker-{index}", daemon=True
-        )
-        thread.start()
-        return thread
-
-    def _replace_dead_executors(self) -> None:
-        """An executor thread that died (its task got an Error outcome) is replaced."""
-        for index, thread in enumerate(self._threads):
-            if not thread.is_alive() and not self._stopping.is_set():
-                logger.error("worker %s: %s died; starting another", self.lock_id, thread.name)
-                self._threads[index] = self._start_executor(index)
-
     def _outage(self) -> None:
         self._outages += 1
 
@@ -212,6 +199,7 @@ class Worker:
                     self._maybe_more = True
                     next_poll = now + self.poll_interval
                 claimed_full = self._cycle(now)
+                self._enforce_time_limits()
                 if self._finished():
                     return
                 failures = 0
@@ -232,14 +220,11 @@ class Worker:
                 deadlines.append(next_poll)
             if self._ack_due is not None:
                 deadlines.append(self._ack_due)
+            if (limit := self.limits.next_deadline()) is not None:
+                deadlines.append(limit)
             timeout = max(0.0, min(deadlines) - time.monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
-
-    def outage_delay(self, failures: int) -> float:
-        """Seconds to wait after ``failures`` database errors in a row: doubling, but
-        never longer than a heartbeat, so that the claims held do not expire."""
-        return float(min(30.0, self.heartbeat_interval, 0.25 * 2.0**failures))
 
     def _finished(self) -> bool:
         if self._held:
@@ -378,23 +363,3 @@ class Worker:
         log_report(self.lock_id, report)
         # A finished batch makes room: the queue may hold more.
         self._maybe_more = self._maybe_more or bool(batch)
-
-    def _heartbeat(self) -> None:
-        held = list(self._held)
-        if held:
-            kept = self.db.heartbeat(self.claimant, held, self.clock())
-            if kept < len(held):
-                logger.warning(
-                    "worker %s lost the claim on %d task(s)", self.lock_id, len(held) - kept
-                )
-
-    def _recover(self) -> None:
-        start_pruning(self.using)  # the failure log and framework results, now and then
-        report = self.db.recover_stale(self.claimant.lock_timeout, self.clock())
-        if report.retried:
-            logger.warning(
-                "recovered %d task(s) whose worker died; they will run again", report.retried
-            )
-        log_report(self.lock_id, report)
-        if report.retried:
-            self._maybe_more = True

@@ -24,6 +24,7 @@ def run_executor(worker: Worker) -> None:
     conns = ThreadConnections()
     outages_seen = worker._outages
     ready, running, done, wake = worker._ready, worker._running, worker._done, worker._wake
+    limits = worker.limits
     task = None
     try:
         while True:
@@ -37,9 +38,11 @@ def run_executor(worker: Worker) -> None:
                 conns.check()
             conns.start_of_task()
             running[task.pk] = task
+            limits.start(task, worker.consumers.time_limit(task))
             result = execute(task, worker.consumers)
-            done.append((task, result))
-            del running[task.pk]
+            if limits.end(task):
+                done.append((task, result))
+            running.pop(task.pk, None)
             task = None
             if not wake.is_set() and (len(done) == 1 or not running or worker._stopping.is_set()):
                 # The first run to acknowledge (the coordinator batches the rest),
@@ -49,7 +52,7 @@ def run_executor(worker: Worker) -> None:
     except BaseException as exc:
         # Whatever kills the thread (the coordinator starts another), its task gets
         # an outcome: an error, retried as usual.
-        if task is not None:
+        if task is not None and limits.end(task):
             running.pop(task.pk, None)
             done.append((task, Error(f"the executor thread running this task died: {exc!r}")))
             wake.set()

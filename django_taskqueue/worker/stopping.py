@@ -154,6 +154,9 @@ def shut_down(worker: Worker) -> None:
         worker._ready.put(None)
     if worker._listener is not None:
         worker._listener.stop()
+    # Runs past their time limit: their error outcomes, kept until now so that no
+    # retry can start while their threads may still be running (the process exits).
+    worker._done.extend(worker.limits.outcomes())
     for attempt in range(5):
         try:
             worker._flush()
