@@ -8,6 +8,9 @@ an error and no longer answers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -23,8 +26,10 @@ class ThreadConnections:
     attribute reads. Creating the objects opens nothing: a connection opens on first use.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, watch: Callable[..., AbstractContextManager[Any]] | None = None) -> None:
         self.all = [connections[alias] for alias in connections]
+        # Wraps each ping: watch(connection) may cut a connection that never answers.
+        self.watch = watch or (lambda connection: nullcontext())
         self.health_checked = [c for c in self.all if c.settings_dict.get("CONN_HEALTH_CHECKS")]
 
     def start_of_task(self) -> None:
@@ -49,7 +54,7 @@ class ThreadConnections:
                     logger.exception("closing connection %r failed", conn.alias)
                 continue
             if conn.errors_occurred:
-                if conn.is_usable():
+                if self.usable(conn):
                     conn.errors_occurred = False
                 else:
                     _close_quietly(conn)
@@ -57,8 +62,12 @@ class ThreadConnections:
     def check(self) -> None:
         """Ping open connections and drop the dead ones (after a database outage)."""
         for conn in self.all:
-            if conn.connection is not None and not conn.in_atomic_block and not conn.is_usable():
+            if conn.connection is not None and not conn.in_atomic_block and not self.usable(conn):
                 _close_quietly(conn)
+
+    def usable(self, conn: BaseDatabaseWrapper) -> bool:
+        with self.watch(conn):
+            return bool(conn.is_usable())
 
     def close(self) -> None:
         for conn in self.all:

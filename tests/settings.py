@@ -76,6 +76,9 @@ elif "mysql" in _db["ENGINE"]:
 # A worker process started by a test connects to the test database the test made.
 if os.environ.get("TASKQUEUE_TEST_DATABASE_NAME"):
     _db["NAME"] = os.environ["TASKQUEUE_TEST_DATABASE_NAME"]
+# ... and through the network-fault proxy when a test says so (tests/proxy.py).
+if os.environ.get("TASKQUEUE_TEST_DATABASE_PORT"):
+    _db["HOST"], _db["PORT"] = "127.0.0.1", os.environ["TASKQUEUE_TEST_DATABASE_PORT"]
 
 TASKQUEUE = {
     "POLL_INTERVAL": float(os.environ.get("TASKQUEUE_TEST_POLL_INTERVAL", "0.2")),

@@ -62,6 +62,9 @@ def test_poisoned_outcomes_fail_one_task_each_and_the_batch_goes_on(consumers, c
         "h.emoji": raising("four bytes \U0001f600"),
         "h.megabytes": raising(huge),
         "h.set_then_error": changing_arguments({1, 2}, Error("again")),
+        "h.nan_then_error": changing_arguments(float("nan"), Error("again")),
+        "h.oversized_then_error": changing_arguments("y" * 2_000_000, Error("again")),
+        "h.set_then_requeue": changing_arguments({1, 2}, Requeue()),
         "h.nan_then_requeue": changing_arguments(float("nan"), Requeue()),
         "h.oversized_then_requeue": changing_arguments("y" * 2_000_000, Requeue()),
         "h.requeue_inf": requeue_with(float("inf")),
@@ -102,10 +105,11 @@ def test_poisoned_outcomes_fail_one_task_each_and_the_batch_goes_on(consumers, c
         assert "could not be stored" in row.error
         return row.error
 
-    assert "arguments['x'] is a set" in failed("h.set_then_error")
-    assert "arguments['x'] is nan" in failed("h.nan_then_requeue")
-    assert "bytes as JSON; the limit is" in failed("h.oversized_then_requeue")
-    assert FailedTask.objects.count() == 3
+    for outcome in ("error", "requeue"):
+        assert "arguments['x'] is a set" in failed(f"h.set_then_{outcome}")
+        assert "arguments['x'] is nan" in failed(f"h.nan_then_{outcome}")
+        assert "bytes as JSON; the limit is" in failed(f"h.oversized_then_{outcome}")
+    assert FailedTask.objects.count() == 6
     assert "storing them one by one" in caplog.text
 
 

@@ -122,6 +122,8 @@ def test_retrying_more_failures_than_a_batch_locks_a_batch_at_a_time():
 
 
 def test_a_requeue_dropped_by_a_signature_conflict_is_logged(consumers, caplog):
+    caplog.set_level("WARNING", logger="django_taskqueue")
+
     @consumer("h.steal")
     def steal(args, task):
         task.signature = "taken"  # another queued task has it

@@ -75,3 +75,21 @@ def test_a_run_past_its_limit_is_retried_later_and_its_worker_exits(tmp_path):
     assert row.pk == stuck.pk and row.retry_count == 1 and row.lock_id is None
     assert "TimeLimitExceeded: timed out after 1 s" in row.error
     assert row.start_at > timezone.now() + timedelta(seconds=30)
+
+
+@pytest.mark.slow
+def test_the_supervisor_replaces_a_worker_process_that_hit_a_time_limit(tmp_path):
+    from django_taskqueue.models import Task
+
+    stuck = enqueue("tests.hang", priority=0)
+    quick = [enqueue("tests.record", {"n": n}, priority=5) for n in range(3)]
+    log = tmp_path / "worker.log"
+    process = worker(log, "--processes", "1", "--workers", "1", "--burst")
+    # The first child exits (code 3) and releases what it did not start; its
+    # replacement runs those, finds nothing else due, and ends.
+    assert process.wait(60) == 0, log.read_text()
+    text = log.read_text()
+    assert "exited after a run passed its time limit; replacing it" in text
+    assert text.count("started worker process 0") == 2
+    assert Run.objects.filter(task_id__in=[t.pk for t in quick]).count() == 3
+    assert Task.objects.get().pk == stuck.pk

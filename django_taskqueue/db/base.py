@@ -178,6 +178,9 @@ class QueueDatabase:
         """Write failure-log rows for tasks that were never stored (run in-process)."""
         raise NotImplementedError
 
+    # The OPTIONS key of the driver's connect timeout (None: no network, no timeout).
+    connect_timeout_option: str | None = None
+
     def database_now(self) -> datetime:
         """The database server's current time (aware): the clock claims, heartbeats and
         due times are decided on, whatever the hosts' clocks say."""

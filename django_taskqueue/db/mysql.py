@@ -19,6 +19,7 @@ MINIMUM_MARIADB = (10, 6)
 
 class MySQLDatabase(SQLDatabase):
     vendor = "mysql"
+    connect_timeout_option = "connect_timeout"
 
     def check_support(self) -> str | None:
         connection: Any = self.connection

@@ -33,6 +33,7 @@ ONLY_WHEN_ASKED = 2**62
 
 class PostgreSQLDatabase(SQLDatabase):
     vendor = "postgresql"
+    connect_timeout_option = "connect_timeout"
     # Django's PostgreSQL operations send UUIDs and aware datetimes as they are.
     plain_fields = (*SQLDatabase.plain_fields, models.UUIDField, models.DateTimeField)
 

@@ -35,6 +35,7 @@ from .listener import Listener
 from .settling import database_answers, log_report, store_singly
 from .stopping import StopSignals, shut_down
 from .upkeep import Upkeep
+from .watchdog import CONNECT_TIMEOUT, Watchdog
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -109,6 +110,9 @@ class Worker(Upkeep):
         self._maybe_more = True
         self._threads: list[threading.Thread] = []
         self.limits = TimeLimits()
+        # The worker's own database calls get a deadline: a half-open connection never
+        # answers (worker/watchdog.py).
+        self.watchdog = Watchdog(limit=max(1.0, self.heartbeat_interval))
         self._listener: Listener | None = None
         self._listen = listen
         self._signals: StopSignals | None = None
@@ -135,6 +139,11 @@ class Worker(Upkeep):
             self.using,
             f", queues {', '.join(self.queues)}" if self.queues else "",
         )
+        option = self.db.connect_timeout_option
+        if option is not None:
+            # This process's new connections give up on an unreachable server.
+            settings_dict = self.db.connection.settings_dict
+            settings_dict.setdefault("OPTIONS", {}).setdefault(option, CONNECT_TIMEOUT)
         self._start_threads()
         try:
             self._loop()
@@ -169,6 +178,7 @@ class Worker(Upkeep):
     # Threads ----------------------------------------------------------------------
 
     def _start_threads(self) -> None:
+        self.watchdog.start()
         self._threads = [self._start_executor(index) for index in range(self.workers)]
         if self._listen and self.db.can_listen():
             self._listener = Listener(self.using, self.notify, self.queues, self._outage)
@@ -186,19 +196,20 @@ class Worker(Upkeep):
         while not self._stopping.is_set():
             now = time.monotonic()
             try:
-                if now >= next_heartbeat:
-                    if self._database_clock is not None:
-                        self._database_clock.sync()
-                    self._replace_dead_executors()
-                    self._heartbeat()
-                    next_heartbeat = now + self.heartbeat_interval
-                if now >= next_recover:
-                    self._recover()
-                    next_recover = now + self.recover_interval
-                if self.poll_storage and now >= next_poll:
-                    self._maybe_more = True
-                    next_poll = now + self.poll_interval
-                claimed_full = self._cycle(now)
+                with self.watchdog.watch(self.db.connection):
+                    if now >= next_heartbeat:
+                        if self._database_clock is not None:
+                            self._database_clock.sync()
+                        self._replace_dead_executors()
+                        self._heartbeat()
+                        next_heartbeat = now + self.heartbeat_interval
+                    if now >= next_recover:
+                        self._recover()
+                        next_recover = now + self.recover_interval
+                    if self.poll_storage and now >= next_poll:
+                        self._maybe_more = True
+                        next_poll = now + self.poll_interval
+                    claimed_full = self._cycle(now)
                 self._enforce_time_limits()
                 if self._finished():
                     return

@@ -21,7 +21,8 @@ logger = logging.getLogger("django_taskqueue")
 
 def run_executor(worker: Worker) -> None:
     """The loop of one executor thread, until the coordinator hands it ``None``."""
-    conns = ThreadConnections()
+    # Its pings get a deadline: a half-open connection never answers.
+    conns = ThreadConnections(watch=worker.watchdog.watch)
     outages_seen = worker._outages
     ready, running, done, wake = worker._ready, worker._running, worker._done, worker._wake
     limits = worker.limits

@@ -179,4 +179,5 @@ def shut_down(worker: Worker) -> None:
     else:
         for thread in worker._threads:
             thread.join(timeout=1)
+    worker.watchdog.stop()
     close_quietly(worker.using)

@@ -11,6 +11,7 @@ import time
 from multiprocessing.connection import wait
 from typing import Any
 
+from .limits import EXIT_TIME_LIMIT
 from .stopping import SignalRelay
 
 logger = logging.getLogger("django_taskqueue")
@@ -94,12 +95,20 @@ class Supervisor:
                         continue
                     if code == 0 and (self.options.get("burst") or self.options.get("max_tasks")):
                         continue  # done with its work
-                    logger.error(
-                        "worker process %d (pid %s) died with exit code %s; replacing it",
-                        slot,
-                        process.pid,
-                        code,
-                    )
+                    if code == EXIT_TIME_LIMIT:
+                        logger.warning(
+                            "worker process %d (pid %s) exited after a run passed its time "
+                            "limit; replacing it",
+                            slot,
+                            process.pid,
+                        )
+                    else:
+                        logger.error(
+                            "worker process %d (pid %s) died with exit code %s; replacing it",
+                            slot,
+                            process.pid,
+                            code,
+                        )
                     now = time.monotonic()
                     restarts = [t for t in restarts if now - t < 10] + [now]
                     if len(restarts) > 3 * self.processes:
