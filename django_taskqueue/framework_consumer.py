@@ -31,7 +31,6 @@ from .framework import (
     task_backends,
 )
 from .results import Error, Failure, Success, storable_text
-from .retention import maybe_prune
 from .validation import json_text
 
 if TYPE_CHECKING:
@@ -136,8 +135,6 @@ def run_framework_task(payload: dict[str, Any], task: Task) -> Any:
             # Sent inside the except block: the framework's log receiver reads exc_info.
             finished = as_result(framework_task, record)
             _send(framework_signals.task_finished, record.backend, finished)
-        if final:
-            maybe_prune(using)
         return Error(exc, traceback=error["traceback"])
     try:
         record.return_value = normalize_json(value)
@@ -153,7 +150,6 @@ def run_framework_task(payload: dict[str, Any], task: Task) -> Any:
     except DatabaseError as exc:
         return _unstorable(task, record, framework_task, exc, using)
     _send(framework_signals.task_finished, record.backend, as_result(framework_task, record))
-    maybe_prune(using)
     return Success()
 
 
@@ -177,5 +173,4 @@ def _unstorable(
     record.finished_at = timezone.now()
     record.save(using=using, update_fields=["status", "errors", "return_value", "finished_at"])
     _send(framework_signals.task_finished, record.backend, as_result(framework_task, record))
-    maybe_prune(using)
     return Failure(reason)

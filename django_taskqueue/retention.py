@@ -1,7 +1,7 @@
 """Nothing grows without bound: the failure log and finished framework results are
 pruned, and results that killed workers left READY or RUNNING are repaired.
 
-Workers call :func:`maybe_prune` every few minutes; ``manage.py taskqueue_prune`` does
+Workers call :func:`start_pruning` every few minutes; ``manage.py taskqueue_prune`` does
 the same on demand (with ``--dry-run``).
 """
 
@@ -41,18 +41,12 @@ class Pruned:
     repaired: int = 0
 
 
-def maybe_prune(using: str) -> None:
-    """Prune and repair now and then (at most every PRUNE_INTERVAL per database)."""
-    if _due(using):
-        _prune_logged(using)
-
-
 def start_pruning(using: str) -> None:
-    """:func:`maybe_prune` in a thread of its own: a worker's coordinator must not wait
-    for a large backlog to be deleted."""
+    """Prune and repair now and then (at most every PRUNE_INTERVAL per database), in a
+    thread of its own: a worker's coordinator must not wait for a backlog to go."""
     if _due(using):
         threading.Thread(
-            target=_prune_logged, args=(using, True), name="taskqueue-prune", daemon=True
+            target=_prune_logged, args=(using,), name="taskqueue-prune", daemon=True
         ).start()
 
 
@@ -66,15 +60,14 @@ def _due(using: str) -> bool:
         return True
 
 
-def _prune_logged(using: str, own_thread: bool = False) -> None:
+def _prune_logged(using: str) -> None:
     try:
         done = prune(using)
     except Exception:
         logger.exception("could not prune the failure log and task results")
         return
     finally:
-        if own_thread:
-            connections[using].close()
+        connections[using].close()  # this thread's
     if done.failed or done.results or done.repaired:
         logger.info(
             "pruned %d failed task(s) and %d task result(s); repaired %d result(s)",
@@ -85,7 +78,7 @@ def _prune_logged(using: str, own_thread: bool = False) -> None:
 
 
 def prune(using: str, *, dry_run: bool = False) -> Pruned:
-    """Everything :func:`maybe_prune` does, at once."""
+    """Everything :func:`start_pruning` does, at once, in this thread."""
     return Pruned(
         repaired=repair_results(using, dry_run=dry_run),
         failed=prune_failed(using, dry_run=dry_run),
