@@ -43,3 +43,25 @@ def test_bad_options_are_refused(args, message):
 def test_unknown_database():
     with pytest.raises(CommandError, match=r"--database: 'nope' is not in settings\.DATABASES"):
         call_command("taskqueue_worker", "--database", "nope")
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        (["--burst"], {}, 0, "stopped after 1 tasks"),
+        (["--workers", "0"], {}, 2, "argument --workers: '0' must be at least 1"),
+        (["--database", "nope"], {}, 2, "argument --database: 'nope' is not in settings"),
+        (["--burst"], {"TASKQUEUE_TEST_POLL_INTERVAL": "-1"}, 1, "django_taskqueue.E010"),
+    ],
+)
+def test_exit_codes_of_the_worker_command_run_as_a_process(tmp_path, args, env, code, message):
+    # The table in docs/commands.md, checked on the command line itself.
+    from tests.processes import worker
+
+    enqueue("tests.record", {"n": 1})
+    log = tmp_path / "worker.log"
+    process = worker(log, *args, **env)
+    assert process.wait(60) == code, log.read_text()
+    assert message in log.read_text()

@@ -239,6 +239,69 @@ def test_fail_silently_logs_and_returns_none(caplog):
     assert "enqueue('') failed" in caplog.text
 
 
+REFUSE = {
+    "postgresql": (
+        [
+            "CREATE FUNCTION test_refuse_priority_5() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN IF NEW.priority = 5 THEN RAISE EXCEPTION 'refused by a test trigger'; "
+            "END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER test_refuse BEFORE INSERT ON django_taskqueue_task "
+            "FOR EACH ROW EXECUTE FUNCTION test_refuse_priority_5()",
+        ],
+        [
+            "DROP TRIGGER IF EXISTS test_refuse ON django_taskqueue_task",
+            "DROP FUNCTION IF EXISTS test_refuse_priority_5()",
+        ],
+    ),
+    "sqlite": (
+        [
+            "CREATE TRIGGER test_refuse BEFORE INSERT ON django_taskqueue_task "
+            "WHEN NEW.priority = 5 BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+        ],
+        ["DROP TRIGGER IF EXISTS test_refuse"],
+    ),
+    "mysql": (
+        [
+            "CREATE TRIGGER test_refuse BEFORE INSERT ON django_taskqueue_task FOR EACH ROW "
+            "BEGIN IF NEW.priority = 5 THEN SIGNAL SQLSTATE '45000' "
+            "SET MESSAGE_TEXT = 'refused by a test trigger'; END IF; END"
+        ],
+        ["DROP TRIGGER IF EXISTS test_refuse"],
+    ),
+}
+
+
+@pytest.fixture
+def refuse_priority_5():
+    """A trigger that makes the database itself refuse tasks of priority 5."""
+    create, drop = REFUSE[connection.vendor]
+    with connection.cursor() as cursor:
+        for sql in create:
+            cursor.execute(sql)
+    yield
+    with connection.cursor() as cursor:
+        for sql in drop:
+            cursor.execute(sql)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fail_silently_swallows_a_database_error_and_keeps_the_transaction(
+    refuse_priority_5, caplog
+):
+    from django.db import DatabaseError
+
+    with transaction.atomic():
+        first = enqueue("tests.record", {"n": 1})
+        assert enqueue("tests.record", {"n": 2}, priority=5, fail_silently=True) is None
+        # Still usable: the failed INSERT was rolled back to enqueue()'s savepoint.
+        third = enqueue("tests.record", {"n": 3})
+    assert set(Task.objects.values_list("pk", flat=True)) == {first.pk, third.pk}
+    assert "failed; the task was not queued" in caplog.text
+    assert "refused by a test trigger" in caplog.text
+    with pytest.raises(DatabaseError, match="refused by a test trigger"):
+        enqueue("tests.record", priority=5)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_fail_silently_inside_atomic_keeps_the_transaction_usable():
     with transaction.atomic():
