@@ -48,10 +48,7 @@ class ThreadConnections:
                 logger.error(
                     "a consumer left a transaction open on %r; rolling it back", conn.alias
                 )
-                try:
-                    conn.close()
-                except Exception:
-                    logger.exception("closing connection %r failed", conn.alias)
+                _leave_atomic_blocks(conn)
                 continue
             if conn.errors_occurred:
                 if self.usable(conn):
@@ -72,6 +69,25 @@ class ThreadConnections:
     def close(self) -> None:
         for conn in self.all:
             _close_quietly(conn)
+
+
+def _leave_atomic_blocks(conn: BaseDatabaseWrapper) -> None:
+    """Exit the atomic blocks a consumer left open, rolling each back, so that the
+    thread's connection is in autocommit again for its next task. (Closing it would
+    leave Django's transaction state "in an atomic block" for good.)"""
+    try:
+        while conn.atomic_blocks:
+            conn.set_rollback(True)
+            conn.atomic_blocks[-1].__exit__(None, None, None)
+    except Exception:
+        logger.exception("rolling back the transaction left open on %r failed", conn.alias)
+    if conn.in_atomic_block:
+        # Entered without atomic(): reset the connection as a new one.
+        _close_quietly(conn)
+        conn.in_atomic_block = False
+        conn.savepoint_ids = []
+        conn.needs_rollback = False
+        conn.closed_in_transaction = False
 
 
 def close_quietly(alias: str) -> None:

@@ -178,6 +178,7 @@ def test_the_django_names_the_layer_relies_on_still_exist():
     wrapper = connections["default"]
     wrapper.ensure_connection()
     assert "health_check_done" in vars(wrapper)  # connections.ThreadConnections
+    assert wrapper.atomic_blocks == []  # connections._leave_atomic_blocks
     with wrapper.cursor() as cursor:
         assert cursor.cursor is not None  # CursorWrapper.cursor: the driver's cursor
     if wrapper.vendor == "postgresql":
