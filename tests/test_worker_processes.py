@@ -227,15 +227,25 @@ def test_notify_wakes_an_idle_worker_before_the_poll(tmp_path):
 
 
 def terminate_other_backends():
+    """Kill every other connection to the test database, as the server would."""
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
         cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "SELECT id FROM information_schema.processlist "
+            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
         )
-        return cursor.fetchone()[0]
+        ids = [row[0] for row in cursor.fetchall()]
+        for id_ in ids:
+            cursor.execute(f"KILL CONNECTION {int(id_)}")
+        return len(ids)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="pg_terminate_backend")
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite has no connections to kill")
 def test_killed_connections_while_idle_and_while_running(tmp_path):
     log = tmp_path / "worker.log"
     proc = worker(log, "--workers", "2", TASKQUEUE_TEST_POLL_INTERVAL="0.2")
