@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from django.db import connection
@@ -51,3 +52,12 @@ def worker(log_path: Path, *args: str, new_session: bool = False, **env: str) ->
         )
     finally:
         log.close()
+
+
+def wait_for(condition, timeout=60.0, interval=0.05, message="condition"):
+    """Poll ``condition`` until it holds; fail naming ``message`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)

@@ -15,17 +15,9 @@ from django_taskqueue.models import FailedTask, Task
 from django_taskqueue.signals import task_failed, task_finished, task_started
 from django_taskqueue.worker import Worker
 from tests.models import Run
-from tests.processes import worker
+from tests.processes import wait_for, worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(condition, timeout=30.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(0.05)
 
 
 def burst(**options):

@@ -14,7 +14,7 @@ from django_taskqueue import enqueue
 from django_taskqueue.db import queue_db
 from django_taskqueue.models import FailedTask, Task
 from tests.models import Run
-from tests.processes import worker
+from tests.processes import wait_for, worker
 from tests.proxy import FaultyProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -34,14 +34,6 @@ def proxy():
     faulty = FaultyProxy(settings["HOST"] or "127.0.0.1", int(settings["PORT"] or 5432))
     yield faulty
     faulty.close()
-
-
-def wait_for(condition, timeout=60.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(0.05)
 
 
 def runs(task):

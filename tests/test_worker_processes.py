@@ -11,17 +11,9 @@ from django_taskqueue import enqueue, enqueue_many
 from django_taskqueue.db import queue_db
 from django_taskqueue.models import FailedTask, Task
 from tests.models import Run
-from tests.processes import run_python, worker
+from tests.processes import run_python, wait_for, worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(condition, timeout=60.0, interval=0.05, message="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 def stop(proc, timeout=30):
