@@ -22,7 +22,7 @@ from django.utils import timezone
 from .conf import conf
 from .constants import ARGUMENTS_JSON
 from .db import queue_db
-from .lifecycle import final_error, requeued_copy, retry_values
+from .lifecycle import final_error, refused_reason, requeued_copy, retry_values
 from .models import Task
 from .registry import run_task
 from .results import Error, Failure, Requeue, Result, storable_text
@@ -59,13 +59,7 @@ def run_in_process(task: Task, using: str) -> None:
         # As in the worker: the task as enqueued goes to the failure log, with the reason.
         if validated is not None:
             task.arguments = json.loads(validated[1])
-        reason = (
-            f"the outcome of this run ({type(result).__name__}) could not be stored: "
-            f"{type(refused).__name__}: {refused}"
-        )
-        if isinstance(result, Error | Failure):
-            reason += f"\nThe run's own error:\n{result.describe()}"
-        apply_outcome(task, Failure(storable_text(reason)), using)
+        apply_outcome(task, Failure(storable_text(refused_reason(result, refused))), using)
 
 
 class ImmediatePool:

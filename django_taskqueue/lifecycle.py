@@ -37,6 +37,17 @@ def final_error(task: Task, result: Result) -> str | None:
     return None
 
 
+def refused_reason(result: Result, refused: Exception) -> str:
+    """The failure-log error of a run whose outcome the database refused."""
+    reason = (
+        f"the outcome of this run ({type(result).__name__}) could not be stored: "
+        f"{type(refused).__name__}: {refused}"
+    )
+    if isinstance(result, Error | Failure):
+        reason += f"\nThe run's own error:\n{result.describe()}"
+    return reason
+
+
 def retry_values(task: Task, result: Error, now: datetime) -> dict[str, object]:
     """Column values that put an errored task back in the queue for a later retry."""
     arguments, _ = check_arguments(task.arguments)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from django.db import InterfaceError
 
 from ..db import Claimant, FinishReport, QueueDatabase
-from ..results import Error, Failure, Result
+from ..lifecycle import refused_reason
+from ..results import Result
 from ..signals import send_logged, task_failed
 
 if TYPE_CHECKING:
@@ -67,14 +68,8 @@ def fail_refused(
     now: datetime,
 ) -> FinishReport:
     """Move ``task`` to the failure log, as stored, saying why its outcome was refused."""
-    reason = (
-        f"the outcome of this run ({type(result).__name__}) could not be stored: "
-        f"{type(refused).__name__}: {refused}"
-    )
-    if isinstance(result, Error | Failure):
-        reason += f"\nThe run's own error:\n{result.describe()}"
     try:
-        return db.fail_stored(claimant, task, reason, now)
+        return db.fail_stored(claimant, task, refused_reason(result, refused), now)
     except Exception as again:
         if not database_answers(db, again):
             raise
