@@ -10,6 +10,7 @@ from .exceptions import (
     TimeLimitExceeded,
     UnknownTaskName,
 )
+from .periodic_tasks import periodic
 from .publishing import cancel, enqueue, enqueue_many
 from .registry import consumer
 from .results import Error, Failure, Ignored, Requeue, Result, Success
@@ -37,4 +38,5 @@ __all__ = [
     "consumer",
     "enqueue",
     "enqueue_many",
+    "periodic",
 ]

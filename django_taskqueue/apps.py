@@ -45,6 +45,8 @@ class TaskQueueConfig(AppConfig):
         checks.register(taskqueue_checks.check_settings, checks.Tags.compatibility)
         # Not tagged "database": these read settings only, and must run on a plain `check`.
         checks.register(taskqueue_checks.check_databases, checks.Tags.compatibility)
+        checks.register(taskqueue_checks.check_schedules, checks.Tags.compatibility)
+        checks.register(taskqueue_checks.check_retry_settings, checks.Tags.compatibility)
         checks.register(taskqueue_checks.check_database_support, checks.Tags.database)
         if framework_available():
             # Every process that can enqueue or run framework tasks knows their consumer.

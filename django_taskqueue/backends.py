@@ -8,8 +8,10 @@
         }
     }
 
-``OPTIONS``: ``RETRY_MAX`` (default ``TASKQUEUE["DEFAULT_RETRY_MAX"]``) and
-``DATABASE`` (default ``TASKQUEUE["DATABASE"]``).
+``OPTIONS``: ``RETRY_MAX`` (default ``TASKQUEUE["DEFAULT_RETRY_MAX"]``),
+``DATABASE`` (default ``TASKQUEUE["DATABASE"]``), and the retry policy of its tasks:
+``RETRY_BACKOFF`` and ``RETRY_JITTER`` (default: the ``TASKQUEUE`` settings),
+``GIVE_UP_ON`` and ``RETRY_ON`` (dotted paths of exception classes).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from .framework import (
     to_queue_priority,
 )
 from .registry import check_timeout
+from .retries import RetryPolicy
 
 if TYPE_CHECKING:
     from .framework import P, R
@@ -75,6 +78,13 @@ class TaskQueueBackend(BaseTaskBackend):
             raise InvalidFrameworkTask(f"retry_max must be an integer >= 0, not {retry_max!r}.")
         try:
             check_timeout(getattr(task, "timeout", None), task.module_path)
+            RetryPolicy.build(
+                task.module_path,
+                backoff=getattr(task, "backoff", None),
+                jitter=getattr(task, "jitter", None),
+                give_up_on=getattr(task, "give_up_on", None) or (),
+                retry_on=getattr(task, "retry_on", None),
+            )
         except (TypeError, ValueError) as exc:
             raise InvalidFrameworkTask(str(exc)) from None
 

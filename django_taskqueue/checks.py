@@ -15,6 +15,7 @@ from django.utils.module_loading import import_string
 from .conf import DEFAULTS, conf
 from .constants import PRIORITY_MAX, PRIORITY_MIN, QUEUE_MAX_LENGTH, RETRY_MAX_LIMIT
 from .db import CLASSES, QueueDatabase, backend_problem, queue_db
+from .retries import RetryPolicy
 
 PRIORITY_RANGE = (PRIORITY_MIN, PRIORITY_MAX)
 
@@ -108,6 +109,7 @@ RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
         lambda v: v is None or (_is_number(v) and v > 0),
         "a number of seconds > 0, or None to keep the failure log forever",
     ),
+    "SCHEDULE": ("E031", lambda v: isinstance(v, dict), "a dict of schedules by name"),
 }
 
 
@@ -162,6 +164,64 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
     return errors
 
 
+def check_schedules(**kwargs: Any) -> list[CheckMessage]:
+    """Each schedule, from ``@periodic`` or settings: its expression, its time zone and
+    the task it names."""
+    from datetime import UTC, datetime
+
+    from .periodic_tasks import decorated, from_settings
+    from .schedules import Schedule, ScheduleError
+
+    entries = conf.SCHEDULE
+    if not isinstance(entries, dict):
+        return []  # reported by E031
+    errors: list[CheckMessage] = []
+    schedules: list[Schedule] = []
+    for name, entry in entries.items():
+        try:
+            schedules.append(from_settings(name, entry))
+        except ScheduleError as exc:
+            errors.append(_schedule_error(exc))
+    for schedule in [*decorated(), *schedules]:
+        try:
+            schedule.enqueuer(conf.DATABASE, datetime.now(UTC))
+        except ScheduleError as exc:
+            errors.append(_schedule_error(exc))
+    return errors
+
+
+def _schedule_error(exc: Exception) -> CheckMessage:
+    return Error(
+        f"{exc}.",
+        hint="See docs/periodic.md for the ways to declare a schedule.",
+        id="django_taskqueue.E032",
+    )
+
+
+def check_retry_settings(**kwargs: Any) -> list[CheckMessage]:
+    """RETRY_BACKOFF and RETRY_JITTER: a policy built from them must work."""
+    user = conf.user_settings()
+    if not isinstance(user, dict):
+        return []
+    try:
+        RetryPolicy.build(
+            "TASKQUEUE",
+            backoff=user.get("RETRY_BACKOFF"),
+            jitter=user.get("RETRY_JITTER"),
+        )
+    except (TypeError, ValueError) as exc:
+        return [_retry_error(exc)]
+    return []
+
+
+def _retry_error(exc: Exception) -> CheckMessage:
+    return Error(
+        f"{exc}.",
+        hint="See the retry policies in docs/concepts.md.",
+        id="django_taskqueue.E033",
+    )
+
+
 def check_databases(**kwargs: Any) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     if not settings.USE_TZ:
@@ -211,7 +271,14 @@ def check_database_support(databases: Any = None, **kwargs: Any) -> list[CheckMe
     ]
 
 
-BACKEND_OPTIONS = {"RETRY_MAX", "DATABASE"}
+BACKEND_OPTIONS = {
+    "RETRY_MAX",
+    "DATABASE",
+    "RETRY_BACKOFF",
+    "RETRY_JITTER",
+    "GIVE_UP_ON",
+    "RETRY_ON",
+}
 
 
 def check_backend(alias: str, options: Any, queues: Any) -> list[CheckMessage]:
@@ -245,6 +312,16 @@ def check_backend(alias: str, options: Any, queues: Any) -> list[CheckMessage]:
                 id="django_taskqueue.E021",
             )
         )
+    try:
+        RetryPolicy.build(
+            f"{where}['OPTIONS']",
+            backoff=options.get("RETRY_BACKOFF"),
+            jitter=options.get("RETRY_JITTER"),
+            give_up_on=options.get("GIVE_UP_ON", ()),
+            retry_on=options.get("RETRY_ON"),
+        )
+    except (TypeError, ValueError) as exc:
+        errors.append(_retry_error(exc))
     database = options.get("DATABASE")
     if "DATABASE" in options and not (isinstance(database, str) and database in settings.DATABASES):
         errors.append(

@@ -48,6 +48,11 @@ DEFAULTS: dict[str, Any] = {
     "PREPARE_STATEMENTS": True,
     # The database layer's class: None picks it by database; "generic" is the ORM one.
     "DATABASE_LAYER": None,
+    # Periodic tasks by schedule name (see django_taskqueue.schedules).
+    "SCHEDULE": {},
+    # The retry policy of consumers that do not give their own (django_taskqueue.retries).
+    "RETRY_BACKOFF": None,
+    "RETRY_JITTER": 0.0,
 }
 
 
@@ -162,6 +167,19 @@ class TaskQueueSettings:
     def FAILED_TASK_RETENTION(self) -> float | None:
         value = self._get("FAILED_TASK_RETENTION")
         return None if value is None else float(value)
+
+    @property
+    def SCHEDULE(self) -> dict[str, Any]:
+        value: dict[str, Any] = self._get("SCHEDULE")
+        return value
+
+    @property
+    def RETRY_BACKOFF(self) -> Any:
+        return self._get("RETRY_BACKOFF")
+
+    @property
+    def RETRY_JITTER(self) -> float:
+        return float(self._get("RETRY_JITTER"))
 
     @property
     def RESULT_TTL(self) -> float | None:

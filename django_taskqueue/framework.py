@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from typing import ParamSpec, TypeVar
 
     from .models import TaskResultRecord
+    from .retries import RetryPolicy
 
     P = ParamSpec("P")
     R = TypeVar("R")
@@ -80,15 +81,23 @@ __all__ = [
 # django.tasks' Task is generic in django-stubs only, so the base stays unsubscripted.
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueueTask(FrameworkTask):  # type: ignore[type-arg]  # generic in stubs only
-    """The framework's Task with two more options: ``retry_max`` and ``timeout``.
+    """The framework's Task with the queue's options: ``retry_max``, ``timeout`` and
+    the retry policy.
 
     ``@task(retry_max=3)`` or ``.using(retry_max=3)`` overrides the backend's
     ``OPTIONS["RETRY_MAX"]`` for this task; ``timeout`` (seconds) limits how long a run
-    may take, as ``@consumer(..., timeout=...)`` does.
+    may take, as ``@consumer(..., timeout=...)`` does. ``@task(backoff=, jitter=,
+    give_up_on=, retry_on=)`` override the backend's ``RETRY_BACKOFF``,
+    ``RETRY_JITTER``, ``GIVE_UP_ON`` and ``RETRY_ON`` (see
+    :class:`~django_taskqueue.retries.RetryPolicy`).
     """
 
     retry_max: int | None = None
     timeout: float | None = None
+    backoff: Any = None
+    jitter: float | None = None
+    give_up_on: Any = None
+    retry_on: Any = None
 
     def using(
         self, *, retry_max: int | None = None, timeout: float | None = None, **changes: Any
@@ -101,6 +110,34 @@ class QueueTask(FrameworkTask):  # type: ignore[type-arg]  # generic in stubs on
         if timeout is not None:
             task = replace(task, timeout=timeout)
         return task
+
+
+def retry_policy(payload: dict[str, Any]) -> RetryPolicy:
+    """The retry policy of a stored framework task: its ``@task`` options, else its
+    backend's ``OPTIONS``, else the settings."""
+    from .retries import DEFAULT_POLICY, RetryPolicy
+
+    try:
+        target = import_string(payload["path"])
+        options = task_backends[payload.get("backend", "default")].options
+    except Exception:
+        return DEFAULT_POLICY  # the run itself reports a task that cannot be loaded
+
+    def pick(attribute: str, key: str, default: Any) -> Any:
+        value = getattr(target, attribute, None)
+        return value if value is not None else options.get(key, default)
+
+    try:
+        return RetryPolicy.build(
+            payload["path"],
+            backoff=pick("backoff", "RETRY_BACKOFF", None),
+            jitter=pick("jitter", "RETRY_JITTER", None),
+            give_up_on=pick("give_up_on", "GIVE_UP_ON", ()),
+            retry_on=pick("retry_on", "RETRY_ON", None),
+        )
+    except (TypeError, ValueError):
+        logger.exception("the retry policy of %s is wrong; using the default", payload["path"])
+        return DEFAULT_POLICY
 
 
 def to_queue_priority(priority: int) -> int:

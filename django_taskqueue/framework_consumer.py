@@ -28,6 +28,7 @@ from .framework import (
     load_task,
     new_record,
     normalize_json,
+    retry_policy,
     task_backends,
 )
 from .results import Error, Failure, Success, storable_text
@@ -110,7 +111,6 @@ def run_framework_task(payload: dict[str, Any], task: Task) -> Any:
 
     using = task._state.db or conf.DATABASE
     record = _start(task, payload, timezone.now(), using)
-    final = task.retry_count >= task.retry_max
     framework_task = None
     result = None
     try:
@@ -123,6 +123,9 @@ def run_framework_task(payload: dict[str, Any], task: Task) -> Any:
         else:
             value = framework_task.call(*args, **kwargs)
     except BaseException as exc:
+        final = (
+            task.retry_count >= task.retry_max or retry_policy(payload).gives_up(exc) is not None
+        )
         error = {
             "exception_class_path": f"{type(exc).__module__}.{type(exc).__qualname__}",
             "traceback": storable_text(traceback.format_exc()),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from .conf import conf
+from .registry import registry
 from .results import Error, Failure, Requeue, Result, storable_text
 from .validation import check_arguments
 
@@ -20,19 +20,25 @@ if TYPE_CHECKING:
     from .models import Task
 
 
-def backoff(retry_count: int) -> timedelta:
-    """Wait before the next attempt: 2**retry_count minutes, exponent capped."""
-    return timedelta(minutes=2 ** min(retry_count, conf.BACKOFF_EXPONENT_CAP))
+def attempts(count: int) -> str:
+    return f"{count} attempt" if count == 1 else f"{count} attempts"
 
 
 def final_error(task: Task, result: Result) -> str | None:
     """The failure-log error if this outcome ends the task for good, else None."""
     if isinstance(result, Failure):
         return storable_text(result.describe())
-    if isinstance(result, Error) and task.retry_count >= task.retry_max:
+    if not isinstance(result, Error):
+        return None
+    if task.retry_count >= task.retry_max:
         return storable_text(
-            f"gave up after {task.retry_count + 1} attempts (retry_max={task.retry_max})\n"
+            f"gave up after {attempts(task.retry_count + 1)} (retry_max={task.retry_max})\n"
             f"{result.describe()}"
+        )
+    reason = registry.retry_policy(task).gives_up(result.exception)
+    if reason is not None:
+        return storable_text(
+            f"gave up after {attempts(task.retry_count + 1)}: {reason}\n{result.describe()}"
         )
     return None
 
@@ -53,7 +59,7 @@ def retry_values(task: Task, result: Error, now: datetime) -> dict[str, object]:
     arguments, _ = check_arguments(task.arguments)
     return {
         "retry_count": task.retry_count + 1,
-        "start_at": now + backoff(task.retry_count),
+        "start_at": now + registry.retry_policy(task).delay(task.retry_count, result.exception),
         "error": storable_text(result.describe()),
         "arguments": arguments,
         "lock_id": None,

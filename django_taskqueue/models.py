@@ -225,3 +225,36 @@ class TaskResultRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_path} ({self.id}): {self.status}"
+
+
+class ScheduleRecord(models.Model):
+    """The state of one periodic schedule (:mod:`django_taskqueue.schedules`).
+
+    Workers write a row for each schedule they declare and move ``last_tick`` forward
+    with a compare-and-set in the transaction that enqueues the tick's task, so each
+    tick is enqueued once however many workers see it come due.
+    """
+
+    name = models.CharField(_("name"), max_length=NAME_MAX_LENGTH, unique=True)
+    task = models.CharField(
+        _("task"), max_length=NAME_MAX_LENGTH, help_text=_("The task name or path enqueued.")
+    )
+    expression = models.CharField(_("expression"), max_length=200)
+    time_zone = models.CharField(_("time zone"), max_length=64)
+    enabled = models.BooleanField(
+        _("enabled"), default=True, help_text=_("A disabled schedule enqueues nothing.")
+    )
+    last_tick = models.DateTimeField(
+        _("last tick"), help_text=_("Every tick up to this time was enqueued or skipped.")
+    )
+    last_fired_at = models.DateTimeField(_("last fired at"), null=True, blank=True)
+    last_task_id = models.UUIDField(_("last task id"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("definition updated at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("schedule")
+        verbose_name_plural = _("schedules")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -117,7 +117,7 @@ def build_task(
         None,
         None,
         0,
-        conf.DEFAULT_RETRY_MAX if retry_max is None else retry_max,
+        registry.retry_max(name) if retry_max is None else retry_max,
         "",
         uuid7(),
     )

@@ -20,6 +20,7 @@ from asgiref.sync import async_to_sync
 from .conf import conf
 from .constants import CATCH_ALL, FRAMEWORK_TASK, NAME_MAX_LENGTH
 from .results import Error, Failure, Ignored, Result, Success
+from .retries import DEFAULT_POLICY, Backoff, RetryPolicy
 
 if TYPE_CHECKING:
     from .models import Task
@@ -36,6 +37,7 @@ class Consumer:
     wants_task: bool
     is_async: bool
     timeout: float | None = None
+    retry: RetryPolicy = DEFAULT_POLICY
 
     @property
     def label(self) -> str:
@@ -59,7 +61,11 @@ class ConsumerRegistry:
         self._registry: dict[str, tuple[Consumer, ...]] = {}
 
     def register(
-        self, func: Callable[..., Any], names: tuple[str, ...], timeout: float | None = None
+        self,
+        func: Callable[..., Any],
+        names: tuple[str, ...],
+        timeout: float | None = None,
+        retry: RetryPolicy = DEFAULT_POLICY,
     ) -> Consumer:
         if not callable(func):
             raise TypeError(f"@consumer must decorate a function, not {func!r}")
@@ -81,6 +87,7 @@ class ConsumerRegistry:
             wants_task=wants_task,
             is_async=inspect.iscoroutinefunction(func),
             timeout=check_timeout(timeout, f"@consumer({', '.join(map(repr, names))})"),
+            retry=retry,
         )
         registry = dict(self._registry)
         for name in names:
@@ -104,6 +111,39 @@ class ConsumerRegistry:
                 return float(own)
         limits = [c.timeout for c in self.consumers_for(task.name) if c.timeout is not None]
         return min(limits) if limits else conf.TASK_TIMEOUT
+
+    def retry_max(self, name: str) -> int:
+        """The retry_max of a task enqueued without one: its consumer's, else the
+        setting's."""
+        for entry in self._registry.get(name, ()):
+            if entry.retry.retry_max is not None:
+                return entry.retry.retry_max
+        return conf.DEFAULT_RETRY_MAX
+
+    def retry_policy(self, task: Task) -> RetryPolicy:
+        """The policy for a failed run of ``task``: its own consumer's first (a framework
+        task's from its ``@task`` options and backend), else the settings'."""
+        if task.name == FRAMEWORK_TASK and isinstance(task.arguments, dict):
+            from .framework import retry_policy
+
+            return retry_policy(task.arguments)
+        for entry in self._registry.get(task.name, ()):
+            if entry.retry is not DEFAULT_POLICY:
+                return entry.retry
+        return DEFAULT_POLICY
+
+    def has_own(self, name: str) -> bool:
+        """Whether ``name`` has a consumer of its own (catch-alls do not count)."""
+        return name != CATCH_ALL and bool(self._registry.get(name))
+
+    def names_of(self, func: Callable[..., Any]) -> list[str]:
+        """The task names ``func`` is registered for, in registration order."""
+        names: list[str] = []
+        for consumers in self._registry.values():
+            for entry in consumers:
+                if entry.func is func:
+                    names.extend(n for n in entry.names if n not in names)
+        return names
 
     def accepts(self, name: str) -> bool:
         return bool(self.consumers_for(name))
@@ -131,11 +171,22 @@ def check_timeout(timeout: Any, where: str) -> float | None:
     return float(timeout)
 
 
-def consumer(*names: str, timeout: float | None = None) -> Callable[[F], F]:
+def consumer(
+    *names: str,
+    timeout: float | None = None,
+    retry_max: int | None = None,
+    backoff: Backoff | None = None,
+    jitter: float | None = None,
+    give_up_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+) -> Callable[[F], F]:
     """Register the decorated function as the consumer of tasks named ``names``.
 
     ``timeout`` limits how many seconds a run may take (default:
     ``TASKQUEUE["TASK_TIMEOUT"]``, no limit); see :mod:`django_taskqueue.worker.limits`.
+    ``retry_max``, ``backoff``, ``jitter``, ``give_up_on`` and ``retry_on`` are the
+    retry policy of its tasks (:class:`~django_taskqueue.retries.RetryPolicy`); what is
+    left out comes from the settings.
 
     ``@consumer("*")`` registers a catch-all that sees every task; it returns
     :class:`~django_taskqueue.results.Ignored` for names it does not handle. The
@@ -155,9 +206,19 @@ def consumer(*names: str, timeout: float | None = None) -> Callable[[F], F]:
             )
 
     check_timeout(timeout, "@consumer")
+    policy = RetryPolicy.build(
+        "@consumer",
+        retry_max=retry_max,
+        backoff=backoff,
+        jitter=jitter,
+        give_up_on=give_up_on,
+        retry_on=retry_on,
+    )
+    if policy == DEFAULT_POLICY:
+        policy = DEFAULT_POLICY  # the same object: retry_policy() tells them apart by it
 
     def decorator(func: F) -> F:
-        registry.register(func, tuple(dict.fromkeys(names)), timeout)
+        registry.register(func, tuple(dict.fromkeys(names)), timeout, policy)
         return func
 
     return decorator

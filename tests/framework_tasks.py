@@ -83,3 +83,10 @@ def too_big():
 @task(timeout=2.5)
 def limited():
     return 1
+
+
+@task(backoff=[4], give_up_on=(KeyError,), retry_max=5)
+def give_up_on_lookup(missing):
+    if missing:
+        raise KeyError("gone for good")
+    raise RuntimeError("try again")

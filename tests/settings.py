@@ -1,6 +1,7 @@
 """Settings for the test suite. DATABASE_URL picks the database (default: SQLite)."""
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -85,6 +86,8 @@ TASKQUEUE = {
     "LOCK_TIMEOUT": float(os.environ.get("TASKQUEUE_TEST_LOCK_TIMEOUT", "300")),
     # "generic" runs the suite on the ORM implementation of the database layer.
     "DATABASE_LAYER": os.environ.get("TASKQUEUE_TEST_DATABASE_LAYER") or None,
+    # Periodic tasks for worker processes a test starts (a JSON object by name).
+    "SCHEDULE": json.loads(os.environ.get("TASKQUEUE_TEST_SCHEDULE", "{}")),
 }
 
 TASKS = {

@@ -58,6 +58,7 @@ BAD_VALUES = {
     "FAILED_TASK_RETENTION": [0, -1, "30d", float("nan")],
     "TASK_TIMEOUT": [0, -1, "30", float("inf")],
     "PREPARE_STATEMENTS": [1, "no", None],
+    "SCHEDULE": [[], "nightly", None],
 }
 
 

@@ -1,4 +1,5 @@
-"""The admin: the queue (``Task``) and the failure log (``FailedTask``), with actions."""
+"""The admin: the queue (``Task``), the failure log (``FailedTask``) and the periodic
+schedules (``ScheduleRecord``), with actions."""
 
 from .base import (
     ESTIMATE_ABOVE,
@@ -10,6 +11,7 @@ from .base import (
 )
 from .failed import FailedTaskAdmin, _requeued, _retry
 from .filters import StateFilter
+from .schedules import ScheduleAdmin
 from .tasks import TaskAdmin
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "FailedTaskAdmin",
     "QueueChangeList",
     "QueueModelAdmin",
+    "ScheduleAdmin",
     "StateFilter",
     "TaskAdmin",
     "_requeued",

@@ -9,7 +9,7 @@ again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,8 @@ from ..results import Error, Requeue, Result
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
-    from ..models import Task
+    from ..models import ScheduleRecord, Task
+    from ..schedules import Schedule
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,27 @@ class QueueDatabase:
 
     def log_failures(self, failures: Sequence[tuple[Task, str]], now: datetime) -> None:
         """Write failure-log rows for tasks that were never stored (run in-process)."""
+        raise NotImplementedError
+
+    # Periodic tasks
+    def schedule_rows(self, names: Iterable[str]) -> dict[str, ScheduleRecord]:
+        """The stored state of the schedules ``names``, by name (missing ones absent)."""
+        raise NotImplementedError
+
+    def register_schedules(self, schedules: Sequence[Schedule], now: datetime) -> None:
+        """Store the schedules' definitions; a new one, or one whose timing changed,
+        starts at ``now`` (ticks before it do not fire)."""
+        raise NotImplementedError
+
+    def fire_tick(
+        self, name: str, tick: datetime, now: datetime, enqueue: Callable[[], uuid.UUID | None]
+    ) -> bool:
+        """Call ``enqueue`` if the enabled schedule ``name`` has not dealt with ``tick``
+        yet, in the transaction that records it has: True if this call fired it."""
+        raise NotImplementedError
+
+    def skip_ticks(self, name: str, through: datetime) -> None:
+        """Record that the ticks of ``name`` up to ``through`` will not fire."""
         raise NotImplementedError
 
     # The OPTIONS key of the driver's connect timeout (None: no network, no timeout).

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Now
 
-from ..lifecycle import requeued_copy, retry_values
-from ..models import FailedTask, Task, TaskQuerySet, TaskState
+from ..constants import NAME_MAX_LENGTH
+from ..lifecycle import attempts, requeued_copy, retry_values
+from ..models import FailedTask, ScheduleRecord, Task, TaskQuerySet, TaskState
 from ..results import Result, storable_text
 from ..uuids import uuid7
 from .base import (
@@ -32,6 +33,9 @@ from .base import (
     mark_stored,
     without_repeated_signatures,
 )
+
+if TYPE_CHECKING:
+    from ..schedules import Schedule
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -265,7 +269,7 @@ class GenericDatabase(QueueDatabase):
                 for task in self.tasks().filter(lock_id=recovery):
                     if self.tasks().filter(pk=task.pk, lock_id=recovery).delete()[0]:
                         error = (
-                            f"gave up after {task.retry_count + 1} attempts "
+                            f"gave up after {attempts(task.retry_count + 1)} "
                             f"(retry_max={task.retry_max}): {message}"
                         )
                         failed.append((task, error))
@@ -278,3 +282,55 @@ class GenericDatabase(QueueDatabase):
             error=message,
         )
         return report
+
+    # Periodic tasks: a few statements per tick, so the ORM serves every database.
+
+    def schedules(self) -> QuerySet[ScheduleRecord]:
+        return ScheduleRecord.objects.using(self.alias)
+
+    def schedule_rows(self, names: Iterable[str]) -> dict[str, ScheduleRecord]:
+        return {row.name: row for row in self.schedules().filter(name__in=list(names))}
+
+    def register_schedules(self, schedules: Sequence[Schedule], now: datetime) -> None:
+        rows = self.schedule_rows(s.name for s in schedules)
+        for schedule in schedules:
+            definition = {
+                "task": schedule.task_label[:NAME_MAX_LENGTH],
+                "expression": schedule.expression,
+                "time_zone": schedule.zone_name,
+            }
+            row = rows.get(schedule.name)
+            if row is None:
+                # Two workers starting at once: the second one's row is not inserted.
+                self.schedules().bulk_create(
+                    [
+                        ScheduleRecord(
+                            name=schedule.name, last_tick=now, updated_at=now, **definition
+                        )
+                    ],
+                    ignore_conflicts=True,
+                )
+            elif any(getattr(row, key) != value for key, value in definition.items()):
+                values: dict[str, Any] = {**definition, "updated_at": now}
+                if (row.expression, row.time_zone) != (schedule.expression, schedule.zone_name):
+                    # New timing: its ticks start now, and last_tick never moves back.
+                    values["last_tick"] = max(row.last_tick, now)
+                self.schedules().filter(pk=row.pk).update(**values)
+
+    def fire_tick(
+        self, name: str, tick: datetime, now: datetime, enqueue: Callable[[], uuid.UUID | None]
+    ) -> bool:
+        with transaction.atomic(using=self.alias):
+            won = (
+                self.schedules()
+                .filter(name=name, enabled=True, last_tick__lt=tick)
+                .update(last_tick=tick, last_fired_at=now)
+            )
+            if won:
+                task_id = enqueue()
+                if task_id is not None:
+                    self.schedules().filter(name=name).update(last_task_id=task_id)
+        return bool(won)
+
+    def skip_ticks(self, name: str, through: datetime) -> None:
+        self.schedules().filter(name=name, last_tick__lt=through).update(last_tick=through)

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -26,12 +26,15 @@ from ..conf import conf
 from ..connections import close_quietly
 from ..db import Claimant, FinishReport, queue_db
 from ..models import Task
+from ..periodic_tasks import declared
 from ..registry import ConsumerRegistry, registry
 from ..results import Result
+from ..schedules import Schedule
 from ..uuids import uuid7
 from .clock import DatabaseClock
 from .limits import TimeLimits
 from .listener import Listener
+from .scheduler import Scheduler
 from .settling import database_answers, log_report, store_singly
 from .stopping import StopSignals, shut_down
 from .upkeep import Upkeep
@@ -47,8 +50,9 @@ class Worker(Upkeep):
     """Runs tasks from the queue until stopped (or, in burst mode, until none is due).
 
     Every argument defaults to its ``TASKQUEUE`` setting. ``clock`` returns the aware
-    "now" used for claims and retries: by default the database's (tests pass a
-    controllable one).
+    "now" used for claims, retries and schedules: by default the database's (tests pass
+    a controllable one). ``schedules`` are the periodic tasks it fires (default: every
+    one declared, :func:`~django_taskqueue.schedules.declared`).
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class Worker(Upkeep):
         listen: bool = True,
         clock: Callable[[], datetime] | None = None,
         consumers: ConsumerRegistry | None = None,
+        schedules: Mapping[str, Schedule] | None = None,
     ) -> None:
         self.workers = workers or conf.WORKER_COUNT
         self.buffer_size = buffer_size or conf.BUFFER_SIZE
@@ -81,6 +86,7 @@ class Worker(Upkeep):
         self.consumers = consumers or registry
         self.lock_id: uuid.UUID = uuid7()
         self.db = queue_db(self.using)
+        self.scheduler = Scheduler(self.db, declared() if schedules is None else schedules)
         # The database's clock unless a test gives one (DatabaseClock syncs at heartbeats).
         self._database_clock = DatabaseClock(self.db) if clock is None else None
         self.clock: Callable[[], datetime] = self._database_clock or cast(Any, clock)
@@ -191,7 +197,7 @@ class Worker(Upkeep):
 
     def _loop(self) -> None:
         failures = 0
-        next_poll = next_heartbeat = next_recover = time.monotonic()
+        next_poll = next_heartbeat = next_recover = next_schedule = time.monotonic()
         self.started.set()
         while not self._stopping.is_set():
             now = time.monotonic()
@@ -206,6 +212,8 @@ class Worker(Upkeep):
                     if now >= next_recover:
                         self._recover()
                         next_recover = now + self.recover_interval
+                    if self.scheduler and now >= next_schedule:
+                        next_schedule = now + self._run_schedules()
                     if self.poll_storage and now >= next_poll:
                         self._maybe_more = True
                         next_poll = now + self.poll_interval
@@ -227,6 +235,8 @@ class Worker(Upkeep):
             if claimed_full or self._claim_size():
                 continue
             deadlines = [next_heartbeat, next_recover]
+            if self.scheduler:
+                deadlines.append(next_schedule)
             if self.poll_storage:
                 deadlines.append(next_poll)
             if self._ack_due is not None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from ..db import Claimant, QueueDatabase
     from ..models import Task
+    from .scheduler import Scheduler
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -35,6 +36,7 @@ class Upkeep:
     heartbeat_interval: float
     exit_code: int
     limits: TimeLimits
+    scheduler: Scheduler
     _threads: list[threading.Thread]
     _held: dict[uuid.UUID, Task]
     _running: dict[uuid.UUID, Task]
@@ -82,6 +84,15 @@ class Upkeep:
                 logger.warning(
                     "worker %s lost the claim on %d task(s)", self.lock_id, len(held) - kept
                 )
+
+    def _run_schedules(self) -> float:
+        """Fire the periodic tasks that came due; return seconds until the next may."""
+        now = self.clock()
+        if self.scheduler.run_due(now):
+            self._maybe_more = True  # what it enqueued may be due at once
+        wait = self.scheduler.seconds_until_due(self.clock())
+        # At least once a heartbeat: a schedule enabled again in the admin is seen.
+        return min(self.heartbeat_interval, wait if wait is not None else 0.0)
 
     def _recover(self) -> None:
         start_pruning(self.using)  # the failure log and framework results, now and then
