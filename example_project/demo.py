@@ -417,6 +417,13 @@ def smoke(demo: Demo) -> None:
     colours = {u["name"]: u["colour"] for u in browser.status()["uploads"] if u["colour"]}
     say(f"smoke: average colours, filled in over two steps: {colours}")
 
+    cleanup = wait_for(
+        "the worker to register the nightly clean-up", lambda: browser.status()["cleanup"]
+    )
+    say(
+        f"smoke: the nightly clean-up ({cleanup['expression']}) runs next at {cleanup['next_tick']}"
+    )
+
 
 # Main ------------------------------------------------------------------------------
 

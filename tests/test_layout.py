@@ -218,3 +218,32 @@ def test_a_spawned_worker_process_can_unpickle_its_entry_point_before_setup():
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+# Generic in django-stubs only: subscripting them at run time needs django-stubs-ext's
+# monkeypatch, which the django-tasks backport applies on Django 5.2 and nothing does on 6.0+.
+STUBS_ONLY_GENERICS = {
+    "ModelAdmin",
+    "InlineModelAdmin",
+    "StackedInline",
+    "TabularInline",
+    "Paginator",
+}
+
+
+def test_no_class_subscripts_a_generic_that_exists_in_the_stubs_only():
+    found = []
+    for name, path in package_modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                for base in node.bases:
+                    if isinstance(base, ast.Subscript):
+                        target = base.value
+                        base_name = (
+                            target.attr
+                            if isinstance(target, ast.Attribute)
+                            else getattr(target, "id", "")
+                        )
+                        if base_name in STUBS_ONLY_GENERICS:
+                            found.append(f"{name}.{node.name}")
+    assert not found, f"subscripted at run time (TypeError on Django 6): {found}"

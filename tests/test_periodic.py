@@ -380,3 +380,36 @@ def test_three_worker_processes_enqueue_and_run_each_one_second_tick_once(tmp_pa
     first = ticks[0]
     assert ticks == [first + timedelta(seconds=s) for s in range(len(ticks))], output  # no gap
     assert ScheduleRecord.objects.get().last_tick == ticks[-1]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"task": "tests.record", "cron": "0 25 * * *"}, "is not a cron expression"),
+        ({"task": "tests.record", "cron": "@daily", "timezone": "Europe/Nowhere"}, "unknown time"),
+        ({"task": "tests.nope", "every": 60}, "no consumer is registered for 'tests.nope'"),
+        ({"task": "tests.framework_tasks.add", "every": 60, "queue": 5}, "queue must be a string"),
+    ],
+)
+def test_the_system_checks_report_each_wrong_schedule(taskqueue_settings, entry, message):
+    from django.core.checks import run_checks
+
+    taskqueue_settings["SCHEDULE"] = {"broken": entry}
+    errors = [m for m in run_checks() if m.id == "django_taskqueue.E032"]
+    assert len(errors) == 1
+    assert message in errors[0].msg and "'broken'" in errors[0].msg
+
+
+def test_periodic_decorates_a_framework_task(monkeypatch):
+    from django_taskqueue.periodic_tasks import _declared
+
+    monkeypatch.setattr("django_taskqueue.periodic_tasks._declared", dict(_declared))
+    from tests import framework_tasks
+
+    periodic(every=timedelta(minutes=1), args=(4, 5))(framework_tasks.add)
+    [schedule] = [s for s in declared().values() if s.name == "tests.framework_tasks.add"]
+    assert schedule.resolve() == ("framework", framework_tasks.add)
+    runner = Scheduler(queue_db("default"), {schedule.name: schedule})
+    runner.run_due(utc(2026, 1, 1))
+    assert runner.run_due(utc(2026, 1, 1, 0, 1)) == 1
+    assert Task.objects.get().arguments["args"] == [4, 5]

@@ -20,7 +20,7 @@ from ..schedules import Schedule, ScheduleError
 
 
 @admin.register(ScheduleRecord)
-class ScheduleAdmin(admin.ModelAdmin[ScheduleRecord]):
+class ScheduleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic in stubs only
     list_display = [
         "name",
         "task",

@@ -2,13 +2,14 @@
 start-up, so the worker knows these names without further configuration."""
 
 import logging
+from datetime import timedelta
 from io import BytesIO
 
 from django.core.files.base import ContentFile
 from django.utils import timezone
 from PIL import Image, ImageOps
 
-from django_taskqueue import Failure, Requeue, consumer
+from django_taskqueue import Failure, Requeue, consumer, periodic
 
 from .models import Upload
 
@@ -107,3 +108,25 @@ def colours(args):
         args["after"],
     )
     return Requeue(delay_seconds=args.get("pause", 1))
+
+
+@periodic("15 3 * * *", arguments={"days": 30}, name="clean-old-uploads")
+@consumer("clean_old_uploads")
+def clean_old_uploads(args):
+    """Every night at 03:15 (settings.TIME_ZONE): delete uploads older than
+    ``days``, with their files and thumbnails.
+
+    Every worker takes part in the schedule and the database lets one of them enqueue
+    each night's run; the schedule shows in the admin under Schedules, where it can be
+    paused or run at once.
+    """
+    cutoff = timezone.now() - timedelta(days=args["days"])
+    deleted = 0
+    for upload in Upload.objects.filter(uploaded_at__lt=cutoff).iterator():
+        storage = upload.file.storage
+        for thumbnail in upload.thumbnails:
+            storage.delete(thumbnail["name"])
+        upload.file.delete(save=False)
+        upload.delete()
+        deleted += 1
+    logger.info("clean-up: deleted %d upload(s) older than %d days", deleted, args["days"])

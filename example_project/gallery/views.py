@@ -10,7 +10,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from django_taskqueue import enqueue
-from django_taskqueue.models import FailedTask, Task, TaskState
+from django_taskqueue.models import FailedTask, ScheduleRecord, Task, TaskState
+from django_taskqueue.periodic_tasks import declared
 
 from . import samples
 from .forms import UploadForm
@@ -130,6 +131,21 @@ def _backfill() -> dict | None:
     }
 
 
+def _cleanup() -> dict | None:
+    """The nightly clean-up's schedule, once a worker has registered it."""
+    record = ScheduleRecord.objects.filter(name="clean-old-uploads").first()
+    if record is None:
+        return None
+    schedule = declared()["clean-old-uploads"]
+    return {
+        "expression": record.expression,
+        "time_zone": record.time_zone,
+        "enabled": record.enabled,
+        "next_tick": schedule.next_tick(max(record.last_tick, timezone.now())).isoformat(),
+        "last_fired_at": record.last_fired_at.isoformat() if record.last_fired_at else None,
+    }
+
+
 def _queue_counts() -> dict[str, int]:
     now = timezone.now()
     counts = {str(state.label): Task.objects.in_state(state, now).count() for state in TaskState}
@@ -153,6 +169,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "waiting": any(row.state == "waiting" for row in rows),
         "backfill": _backfill(),
         "counts": _queue_counts(),
+        "cleanup": _cleanup(),
         "failed_tasks_url": FAILED_TASKS_URL,
     }
     context["waiting"] = context["waiting"] or context["backfill"] is not None
@@ -213,5 +230,6 @@ def status(request: HttpRequest) -> JsonResponse:
             "uploads": [row.as_json() for row in rows],
             "backfill": _backfill(),
             "queue": _queue_counts(),
+            "cleanup": _cleanup(),
         }
     )
