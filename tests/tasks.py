@@ -96,3 +96,19 @@ def hang(args, task):
     """Records its start, then never returns in time (a 1 s limit)."""
     record(args, task)
     time.sleep(args.get("seconds", 60))
+
+
+@consumer("tests.backend")
+def which_backend(args, task):
+    """Records the database server's id of this run's connection."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_backend_pid()")
+        elif connection.vendor == "mysql":
+            cursor.execute("SELECT CONNECTION_ID()")
+        else:
+            cursor.execute("SELECT 0")
+        backend = cursor.fetchone()[0]
+    Run.objects.create(task_id=task.id, name=task.name, arguments={"backend": backend})

@@ -695,3 +695,37 @@ def test_postgresql_worker_plans_its_prepared_statements_once(taskqueue_settings
     else:
         assert plans == []
     connection.close()
+
+
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite has no connections to kill")
+def test_an_executor_whose_idle_connection_the_server_dropped_reconnects_before_its_task():
+    # Only the executor thread's connection is killed: the coordinator sees no outage,
+    # so nothing but the thread's own check after being idle can notice.
+    worker = Worker(workers=1, listen=False, poll_interval=0.1)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        first = enqueue("tests.backend")
+        deadline = time.monotonic() + 30
+        while not Run.objects.filter(task_id=first.pk).exists():
+            assert time.monotonic() < deadline, "the first task did not run"
+            time.sleep(0.05)
+        backend = Run.objects.get(task_id=first.pk).arguments["backend"]
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_terminate_backend(%s)", [backend])
+            else:
+                cursor.execute(f"KILL CONNECTION {int(backend)}")
+        time.sleep(1.5)  # longer than executor.IDLE_CHECK
+        second = enqueue("tests.backend")
+        deadline = time.monotonic() + 10
+        while not Run.objects.filter(task_id=second.pk).exists():
+            # Without the check, the run fails on the dead connection and is retried
+            # only after the one-minute backoff.
+            assert time.monotonic() < deadline, "the task after the kill did not run at once"
+            time.sleep(0.05)
+        assert Run.objects.get(task_id=second.pk).arguments["backend"] != backend
+        assert Task.objects.filter(retry_count__gt=0).count() == 0
+    finally:
+        worker.stop()
+        thread.join(30)

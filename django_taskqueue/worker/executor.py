@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_taskqueue")
 
+# A thread idle this long pings its connections before its next task: the database may
+# have dropped them meanwhile (a restart, an idle timeout) without the coordinator's
+# own connection noticing.
+IDLE_CHECK = 1.0
+
 
 def run_executor(worker: Worker) -> None:
     """The loop of one executor thread, until the coordinator hands it ``None``."""
@@ -27,6 +32,7 @@ def run_executor(worker: Worker) -> None:
     ready, running, done, wake = worker._ready, worker._running, worker._done, worker._wake
     limits = worker.limits
     task = None
+    idle_since = time.monotonic()
     try:
         while True:
             task = ready.get()
@@ -34,7 +40,7 @@ def run_executor(worker: Worker) -> None:
                 return
             if not wake.is_set() and worker._maybe_more and ready.qsize() <= worker._low_water:
                 wake.set()  # room to claim more while this task runs
-            if outages_seen != worker._outages:
+            if outages_seen != worker._outages or time.monotonic() - idle_since > IDLE_CHECK:
                 outages_seen = worker._outages
                 conns.check()
             conns.start_of_task()
@@ -50,6 +56,7 @@ def run_executor(worker: Worker) -> None:
                 # or the last one running.
                 wake.set()
             conns.end_of_task()
+            idle_since = time.monotonic()
     except BaseException as exc:
         # Whatever kills the thread (the coordinator starts another), its task gets
         # an outcome: an error, retried as usual.
