@@ -149,7 +149,13 @@ class ConsumerRegistry:
         return bool(self.consumers_for(name))
 
     def names(self) -> list[str]:
-        return sorted(n for n, consumers in self._registry.items() if consumers)
+        """The task names a user can enqueue: not the catch-all, not the internal name of
+        Django's tasks framework."""
+        return sorted(
+            n
+            for n, consumers in self._registry.items()
+            if consumers and n not in (CATCH_ALL, FRAMEWORK_TASK)
+        )
 
     def clear(self) -> None:
         self._registry = {}

@@ -50,7 +50,7 @@ def test_unknown_database():
 @pytest.mark.parametrize(
     ("args", "env", "code", "message"),
     [
-        (["--burst"], {}, 0, "stopped after 1 tasks"),
+        (["--burst"], {}, 0, "stopped after 1 task"),
         (["--workers", "0"], {}, 2, "argument --workers: '0' must be at least 1"),
         (["--database", "nope"], {}, 2, "argument --database: 'nope' is not in settings"),
         (["--burst"], {"TASKQUEUE_TEST_POLL_INTERVAL": "-1"}, 1, "django_taskqueue.E010"),
@@ -65,3 +65,18 @@ def test_exit_codes_of_the_worker_command_run_as_a_process(tmp_path, args, env, 
     process = worker(log, *args, **env)
     assert process.wait(60) == code, log.read_text()
     assert message in log.read_text()
+
+
+@pytest.mark.parametrize("name", ["taskqueue_worker", "taskqueue_prune", "taskqueue_prune_results"])
+def test_every_option_of_our_commands_shows_its_default_the_same_way(name):
+    from django.core.management import load_command_class
+
+    parser = load_command_class("django_taskqueue", name).create_parser("manage.py", name)
+    django_options = {
+        "--help", "--version", "--verbosity", "--settings", "--pythonpath",
+        "--traceback", "--no-color", "--force-color", "--skip-checks",
+    }  # fmt: skip
+    ours = [a for a in parser._actions if not django_options & set(a.option_strings)]
+    assert ours
+    for action in ours:
+        assert "(default: " in (action.help or ""), action.option_strings

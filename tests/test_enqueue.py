@@ -449,3 +449,14 @@ def test_the_task_fields_keep_the_order_build_task_passes_them_in():
         "error",
         "id",
     ]
+
+
+def test_an_unknown_name_lists_the_users_task_names_only():
+    from django_taskqueue import UnknownTaskName
+    from django_taskqueue.constants import FRAMEWORK_TASK
+
+    with pytest.raises(UnknownTaskName) as caught:
+        enqueue("tests.no_such_name")
+    message = str(caught.value)
+    assert "tests.record" in message
+    assert FRAMEWORK_TASK not in message

@@ -44,6 +44,8 @@ class FinishReport:
     requeued: int = 0
     failed: list[tuple[Task, str]] = field(default_factory=list)
     lost: int = 0  # runs whose claim was gone: another worker owns the task now
+    # When each retried task runs next, by id.
+    retry_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
 
 
 @dataclass

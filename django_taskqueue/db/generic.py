@@ -195,8 +195,10 @@ class GenericDatabase(QueueDatabase):
                 report.deleted = self.delete_mine(claimant, sorted_.done)
                 report.lost += len(sorted_.done) - report.deleted
             for task, error in sorted_.retries:
-                if mine.filter(pk=task.pk).update(**retry_values(task, error, now)):
+                values = retry_values(task, error, now)
+                if mine.filter(pk=task.pk).update(**values):
                     report.retried += 1
+                    report.retry_at[task.pk] = values["start_at"]  # type: ignore[assignment]
                 else:
                     report.lost += 1
             copies = {}

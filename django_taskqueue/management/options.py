@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..conf import conf
+
 
 def positive_int(value: str) -> int:
     try:
@@ -52,5 +54,6 @@ def add_database_argument(parser: argparse.ArgumentParser) -> None:
         "--database",
         type=database_alias,
         default=None,
-        help="Database alias of the queue (default: TASKQUEUE['DATABASE']).",
+        help="Database alias of the queue (default: TASKQUEUE['DATABASE'], "
+        f"now {conf.DATABASE!r}).",
     )

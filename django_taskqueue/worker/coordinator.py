@@ -34,6 +34,7 @@ from ..uuids import uuid7
 from .clock import DatabaseClock
 from .limits import TimeLimits
 from .listener import Listener
+from .logs import OutcomeLog, plural
 from .scheduler import Scheduler
 from .settling import database_answers, log_report, store_singly
 from .stopping import StopSignals, shut_down
@@ -116,6 +117,7 @@ class Worker(Upkeep):
         self._maybe_more = True
         self._threads: list[threading.Thread] = []
         self.limits = TimeLimits()
+        self.outcome_log = OutcomeLog(self.lock_id)
         # The worker's own database calls get a deadline: a half-open connection never
         # answers (worker/watchdog.py).
         self.watchdog = Watchdog(limit=max(1.0, self.heartbeat_interval))
@@ -155,7 +157,8 @@ class Worker(Upkeep):
             self._loop()
         finally:
             shut_down(self)
-        logger.info("worker %s stopped after %d tasks", self.lock_id, self.processed)
+        self.outcome_log.flush(time.monotonic(), force=True)
+        logger.info("worker %s stopped after %s", self.lock_id, plural(self.processed, "task"))
         return self.exit_code
 
     def stop(self) -> None:
@@ -219,6 +222,7 @@ class Worker(Upkeep):
                         next_poll = now + self.poll_interval
                     claimed_full = self._cycle(now)
                 self._enforce_time_limits()
+                self.outcome_log.flush(now)
                 if self._finished():
                     return
                 failures = 0
@@ -243,6 +247,8 @@ class Worker(Upkeep):
                 deadlines.append(self._ack_due)
             if (limit := self.limits.next_deadline()) is not None:
                 deadlines.append(limit)
+            if self.outcome_log.summary_due is not None:
+                deadlines.append(self.outcome_log.summary_due)
             timeout = max(0.0, min(deadlines) - time.monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
@@ -382,5 +388,6 @@ class Worker(Upkeep):
             self._held.pop(task.pk, None)
         self.processed += len(batch)
         log_report(self.lock_id, report)
+        self.outcome_log.stored(batch, report, time.monotonic())
         # A finished batch makes room: the queue may hold more.
         self._maybe_more = self._maybe_more or bool(batch)

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 from ..connections import ThreadConnections
 from ..registry import ConsumerRegistry, run_task
-from ..results import Error, Failure, Requeue, Result
+from ..results import Error, Failure, Result
 from ..signals import send_logged, task_finished, task_started
+from .logs import RUN_TIMES
 
 if TYPE_CHECKING:
     from ..models import Task
@@ -70,31 +71,14 @@ def run_executor(worker: Worker) -> None:
 
 
 def execute(task: Task, consumers: ConsumerRegistry) -> Result:
-    """Run one task (between the task_started and task_finished signals) and log how
-    it went."""
-    log_context = (task.pk, task.name)
+    """Run one task between the task_started and task_finished signals; leave how long
+    it waited for a thread and how long it ran on the task, for the worker's log."""
     send_logged(task_started, task=task)
     started = time.monotonic()
+    waited = max(0.0, time.time() - task.start_at.timestamp())
     result = run_task(task, consumers)
-    elapsed = time.monotonic() - started
-    if isinstance(result, Error):
-        lines = result.describe().strip().splitlines()
-        logger.warning(
-            "task %s (%s) raised after %.3fs (attempt %d of %d): %s",
-            *log_context,
-            elapsed,
-            task.retry_count + 1,
-            task.retry_max + 1,
-            lines[-1] if lines else "",
-        )
-    elif isinstance(result, Failure):
-        logger.warning("task %s (%s) failed for good: %s", *log_context, result.describe())
-    elif logger.isEnabledFor(logging.DEBUG):
-        logger.debug(
-            "task %s (%s) %s in %.3fs",
-            *log_context,
-            "requeued" if isinstance(result, Requeue) else "succeeded",
-            elapsed,
-        )
+    task.__dict__[RUN_TIMES] = (waited, time.monotonic() - started)
+    if isinstance(result, Failure):
+        logger.debug("task %s (%s) failed for good: %s", task.pk, task.name, result.describe())
     send_logged(task_finished, task=task, result=result)
     return result

@@ -26,10 +26,13 @@ class Command(BaseCommand):
             type=positive_float,
             default=None,
             metavar="SECONDS",
-            help="Delete failures older than this (default: FAILED_TASK_RETENTION).",
+            help="Delete failures older than this (default: "
+            f"TASKQUEUE['FAILED_TASK_RETENTION'], now {conf.FAILED_TASK_RETENTION})."
         )
         parser.add_argument(
-            "--dry-run", action="store_true", help="Count what would change; change nothing."
+            "--dry-run",
+            action="store_true",
+            help="Count what would change; change nothing (default: off).",
         )
         add_database_argument(parser)
 

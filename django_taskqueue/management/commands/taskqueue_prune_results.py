@@ -24,10 +24,12 @@ class Command(BaseCommand):
             default=None,
             metavar="SECONDS",
             help="Delete results finished more than this many seconds ago "
-            "(default: TASKQUEUE['RESULT_TTL']).",
+            f"(default: TASKQUEUE['RESULT_TTL'], now {conf.RESULT_TTL}).",
         )
         parser.add_argument(
-            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+            "--dry-run",
+            action="store_true",
+            help="Count what would be deleted; delete nothing (default: off).",
         )
         add_database_argument(parser)
 

@@ -39,13 +39,15 @@ class Command(BaseCommand):
             "--buffer-size",
             type=positive_int,
             default=None,
-            help="Most claimed tasks waiting for a thread (default: TASKQUEUE['BUFFER_SIZE']).",
+            help="Most claimed tasks waiting for a thread (default: TASKQUEUE['BUFFER_SIZE'], "
+            f"now {conf.BUFFER_SIZE}).",
         )
         parser.add_argument(
             "--poll-interval",
             type=positive_float,
             default=None,
-            help="Seconds between polls (default: TASKQUEUE['POLL_INTERVAL']).",
+            help="Seconds between polls (default: TASKQUEUE['POLL_INTERVAL'], "
+            f"now {conf.POLL_INTERVAL:g}).",
         )
         parser.add_argument(
             "--queue",
@@ -54,18 +56,20 @@ class Command(BaseCommand):
             default=None,
             help="Run only tasks of this queue; repeat for several (default: all queues).",
         )
-        parser.add_argument("--burst", action="store_true", help="Run what is due, then exit.")
+        parser.add_argument(
+            "--burst", action="store_true", help="Run what is due, then exit (default: off)."
+        )
         parser.add_argument(
             "--max-tasks",
             type=positive_int,
             default=None,
-            help="Exit after this many tasks (per process).",
+            help="Exit after this many tasks, per process (default: no limit).",
         )
         parser.add_argument(
             "--grace",
             type=non_negative_float,
             default=30.0,
-            help="Seconds to wait for running tasks when stopping (default: %(default)r).",
+            help="Seconds to wait for running tasks when stopping (default: %(default)g).",
         )
         add_database_argument(parser)
 
