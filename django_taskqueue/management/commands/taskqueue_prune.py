@@ -27,7 +27,7 @@ class Command(BaseCommand):
             default=None,
             metavar="SECONDS",
             help="Delete failures older than this (default: "
-            f"TASKQUEUE['FAILED_TASK_RETENTION'], now {conf.FAILED_TASK_RETENTION})."
+            f"TASKQUEUE['FAILED_TASK_RETENTION'], now {conf.FAILED_TASK_RETENTION}).",
         )
         parser.add_argument(
             "--dry-run",
