@@ -27,7 +27,16 @@ def _records(directory: Path) -> list[list[str]]:
 def _worker(record_dir: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "BENCH_RECORD_DIR": str(record_dir)}
     return subprocess.Popen(
-        [sys.executable, "-m", "django", "taskqueue_worker", *args, "-v", "0"],
+        # At the command's default verbosity, as users run it (BENCH_VERBOSITY=0: quiet).
+        [
+            sys.executable,
+            "-m",
+            "django",
+            "taskqueue_worker",
+            *args,
+            "-v",
+            os.environ.get("BENCH_VERBOSITY", "1"),
+        ],
         env=env,
         cwd=ROOT,
     )
