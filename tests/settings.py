@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -74,6 +75,14 @@ elif "mysql" in _db["ENGINE"]:
     _db.setdefault("OPTIONS", {})["charset"] = "utf8mb4"
     _db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"}
 
+# A second alias: a queue on another database (tests/test_second_database.py).
+_other = DATABASES["other"] = {**_db, "TEST": dict(_db.get("TEST", {}))}
+if "sqlite" in _db["ENGINE"]:
+    _other["NAME"] = str(BASE_DIR.parent / ".test-db-other.sqlite3")
+    _other["TEST"]["NAME"] = str(BASE_DIR.parent / ".test-db-other-test.sqlite3")
+else:
+    _other["NAME"] = f"{_db['NAME']}_other"
+
 # A worker process started by a test connects to the test database the test made.
 if os.environ.get("TASKQUEUE_TEST_DATABASE_NAME"):
     _db["NAME"] = os.environ["TASKQUEUE_TEST_DATABASE_NAME"]
@@ -104,3 +113,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django_taskqueue": {"handlers": ["console"], "level": "WARNING"}},
 }
+
+# A supervised worker process that cannot even start (tests/test_supervisor.py): each
+# child of the supervisor exits at once, so the supervisor's pause can be seen.
+if os.environ.get(
+    "TASKQUEUE_TEST_CHILDREN_EXIT"
+) and multiprocessing.current_process().name.startswith("taskqueue-worker"):
+    raise SystemExit(int(os.environ["TASKQUEUE_TEST_CHILDREN_EXIT"]))

@@ -118,3 +118,53 @@ def test_errors_in_the_workers_signal_receivers_are_logged_and_change_nothing(ca
     assert FailedTask.objects.get().task_id == failing.pk
     for name in ("task_started", "task_finished", "task_failed"):
         assert f"{name} receiver" in caplog.text
+
+
+def test_a_requeued_copy_carries_over_what_the_docs_say(consumers):
+    """concepts.md, "Requeue": a fresh task with the same name, arguments (as the
+    consumer left them), priority, signature, queue and retry_max; a new id,
+    retry_count 0, due after the delay."""
+    from datetime import timedelta
+
+    from django_taskqueue import Requeue
+
+    @consumer("docs.requeue")
+    def step(args):
+        args["done"] = args.get("done", 0) + 1
+        return Requeue(delay_seconds=30)
+
+    original = enqueue(
+        "docs.requeue",
+        {"done": 0, "batch": "a"},
+        priority=3,
+        signature="steps:a",
+        queue="reports",
+        retry_max=2,
+    )
+    Task.objects.filter(pk=original.pk).update(retry_count=1)  # one failed attempt before
+    now = timezone.now()
+    from django_taskqueue.signals import task_enqueued
+
+    sent = []
+
+    def receiver(task, **kwargs):
+        sent.append(task.pk)
+
+    task_enqueued.connect(receiver)
+    try:
+        Worker(burst=True, listen=False, workers=1, queues=["reports"], clock=lambda: now).run()
+    finally:
+        task_enqueued.disconnect(receiver)
+    copy = Task.objects.get()
+    assert sent == []  # the copy is inserted directly: no task_enqueued
+    assert copy.pk != original.pk
+    assert (copy.name, copy.arguments) == ("docs.requeue", {"done": 1, "batch": "a"})
+    assert (copy.priority, copy.signature, copy.queue, copy.retry_max) == (
+        3,
+        "steps:a",
+        "reports",
+        2,
+    )
+    assert copy.retry_count == 0
+    assert copy.created_at == now
+    assert copy.start_at == now + timedelta(seconds=30)

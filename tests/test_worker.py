@@ -151,7 +151,7 @@ def test_two_workers_never_claim_the_same_task():
     def claim_all():
         store = storage()
         try:
-            barrier.wait(5)
+            barrier.wait(30)
             while batch := store.claim(7, timezone.now()):
                 results.extend(t.pk for t in batch)
         except Exception as exc:

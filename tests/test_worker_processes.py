@@ -120,7 +120,8 @@ def test_a_task_that_keeps_killing_its_worker_ends_in_the_failure_log(tmp_path):
 
 
 def test_sigterm_finishes_the_running_task_and_releases_the_rest(tmp_path):
-    sleeper = enqueue("tests.sleep", {"seconds": 3}, priority=0)
+    # The sleeper outlasts the release by a wide margin, so "at once" has room to be slow.
+    sleeper = enqueue("tests.sleep", {"seconds": 10}, priority=0)
     others = [enqueue("tests.record", {"n": n}) for n in range(4)]
     log = tmp_path / "worker.log"
     proc = worker(log, "--workers", "1", "--buffer-size", "10", "--grace", "30")
@@ -137,7 +138,7 @@ def test_sigterm_finishes_the_running_task_and_releases_the_rest(tmp_path):
                     pk__in=[t.pk for t in others], lock_id__isnull=False
                 ).exists()
             ),
-            timeout=2,
+            timeout=8,
             message="unstarted tasks to be released",
         )
         assert proc.poll() is None
@@ -157,9 +158,10 @@ def test_second_sigterm_exits_at_once(tmp_path):
     try:
         wait_for(lambda: Run.objects.filter(task_id=sleeper.pk).exists(), message="task start")
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        # The second signal only once the first one has been taken.
+        wait_for(lambda: "SIGTERM: stopping" in log_text(log), message="the first signal")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(5) == 1
+        assert proc.wait(10) == 1
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -69,6 +69,7 @@ class OutcomeLog:
         self._lines = 0
         self._quiet: dict[str, int] = {}
         self._longest_wait = 0.0
+        self._quiet_since = 0.0
         self.summary_due: float | None = None
 
     def stored(self, batch: list[tuple[Task, Result]], report: FinishReport, now: float) -> None:
@@ -117,19 +118,22 @@ class OutcomeLog:
         self._quiet[what] = self._quiet.get(what, 0) + 1
         self._longest_wait = max(self._longest_wait, waited)
         if self.summary_due is None:
-            self.summary_due = time.monotonic() + SUMMARY_EVERY
+            self._quiet_since = time.monotonic()
+            self.summary_due = self._quiet_since + SUMMARY_EVERY
 
     def flush(self, now: float, force: bool = False) -> None:
         """Log the summary line if one is due (or ``force``)."""
         if self.summary_due is None or (now < self.summary_due and not force):
             return
         counts = " and ".join(f"{count} {what}" for what, count in sorted(self._quiet.items()))
+        count = sum(self._quiet.values())
         logger.info(
-            "worker %s: %s more in the last %gs, too many for a line each (%s); the "
+            "worker %s: %d more %s in the last %.1fs, too many for a line each (%s); the "
             "longest wait for a thread was %.3fs",
             self.worker_id,
-            plural(sum(self._quiet.values()), "task"),
-            SUMMARY_EVERY,
+            count,
+            "task" if count == 1 else "tasks",
+            now - self._quiet_since,
             counts,
             self._longest_wait,
         )

@@ -89,7 +89,9 @@ class Supervisor:
                     process.join()
                     code = process.exitcode
                     if self.stopping.is_set():
-                        if code != 0:
+                        # Killed by the forwarded SIGTERM before it set up its handlers:
+                        # it had not started work, so that is a clean stop too.
+                        if code not in (0, -signal.SIGTERM):
                             self.exit_code = 1
                         logger.info("worker process %d exited with %s", slot, code)
                         continue
