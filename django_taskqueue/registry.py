@@ -157,9 +157,6 @@ class ConsumerRegistry:
             if consumers and n not in (CATCH_ALL, FRAMEWORK_TASK)
         )
 
-    def clear(self) -> None:
-        self._registry = {}
-
 
 registry = ConsumerRegistry()
 

@@ -51,7 +51,7 @@ BAD_VALUES = {
     "LOCK_TIMEOUT": [0, 0.5, None],
     "PREPROCESSORS": ["a.b", [1]],
     "AUTODISCOVER": ["", 5],
-    "DATABASE": ["other", None],
+    "DATABASE": ["no_such_alias", None],
     "MAX_ARGUMENTS_SIZE": [0, 1.5],
     "BACKOFF_EXPONENT_CAP": [-1, 31],
     "RESULT_TTL": [0, -5, "3600", float("inf")],

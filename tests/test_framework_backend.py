@@ -403,7 +403,7 @@ def test_backend_checks(settings):
     assert ids(check_backend("x", {"RETRIES": 1}, ["default"])) == ["django_taskqueue.E027"]
     for bad in (-1, "3", True, None):
         assert ids(check_backend("x", {"RETRY_MAX": bad}, [])) == ["django_taskqueue.E021"]
-    assert ids(check_backend("x", {"DATABASE": "other"}, [])) == ["django_taskqueue.E022"]
+    assert ids(check_backend("x", {"DATABASE": "no_such_alias"}, [])) == ["django_taskqueue.E022"]
     assert ids(check_backend("x", {}, ["", "q" * 101, 5])) == ["django_taskqueue.E023"] * 3
 
 
