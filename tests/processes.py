@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from django.db import connection
+from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,6 +16,8 @@ def django_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     env["TASKQUEUE_TEST_DATABASE_NAME"] = str(connection.settings_dict["NAME"])
+    # The second alias's too: Django 6.1's start-up checks ask every database.
+    env["TASKQUEUE_TEST_OTHER_DATABASE_NAME"] = str(connections["other"].settings_dict["NAME"])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env

@@ -81,11 +81,15 @@ if "sqlite" in _db["ENGINE"]:
     _other["NAME"] = str(BASE_DIR.parent / ".test-db-other.sqlite3")
     _other["TEST"]["NAME"] = str(BASE_DIR.parent / ".test-db-other-test.sqlite3")
 else:
-    _other["NAME"] = f"{_db['NAME']}_other"
+    # NAME is a database that exists (the default's), for processes started before the
+    # test databases are; the tests use a database of its own, created for them.
+    _other["TEST"]["NAME"] = f"test_{_db['NAME']}_other"
 
-# A worker process started by a test connects to the test database the test made.
+# A worker process started by a test connects to the test databases the test made.
 if os.environ.get("TASKQUEUE_TEST_DATABASE_NAME"):
     _db["NAME"] = os.environ["TASKQUEUE_TEST_DATABASE_NAME"]
+if os.environ.get("TASKQUEUE_TEST_OTHER_DATABASE_NAME"):
+    _other["NAME"] = os.environ["TASKQUEUE_TEST_OTHER_DATABASE_NAME"]
 # ... and through the network-fault proxy when a test says so (tests/proxy.py).
 if os.environ.get("TASKQUEUE_TEST_DATABASE_PORT"):
     _db["HOST"], _db["PORT"] = "127.0.0.1", os.environ["TASKQUEUE_TEST_DATABASE_PORT"]
