@@ -5,23 +5,15 @@ from datetime import timedelta
 
 import pytest
 from django.core.checks import run_checks
-from django.utils import timezone
 
 from django_taskqueue import Error, consumer, enqueue
 from django_taskqueue.models import FailedTask, Task
 from django_taskqueue.retries import RetryPolicy
 from django_taskqueue.worker import Worker
 from tests import framework_tasks
+from tests.test_worker import Clock
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Clock:
-    def __init__(self):
-        self.now = timezone.now()
-
-    def __call__(self):
-        return self.now
 
 
 class Flaky(Exception):
