@@ -150,6 +150,11 @@ def main(argv: list[str]) -> int:
         envs, skipped, paths = choose(default_envs(), strict)
         env["PATH"] = os.pathsep.join([*paths.values(), env.get("PATH", "")])
         args = ["-e", ",".join(envs), *args]
+    else:
+        # Environments named by hand still find the Pythons installed outside PATH.
+        found = [find_python(version) for version in ("3.11", "3.12", "3.13")]
+        dirs = [str(Path(python).parent) for python in found if python]
+        env["PATH"] = os.pathsep.join([*dirs, env.get("PATH", "")])
     say(f"tox {' '.join(args)}")
     code = subprocess.run([str(tox), *args], cwd=ROOT, env=env).returncode
     for line in skipped:
