@@ -258,3 +258,59 @@ class ScheduleRecord(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class WorkerRecordQuerySet(models.QuerySet["WorkerRecord"]):
+    def listed(self) -> WorkerRecordQuerySet:
+        """Workers that have not stopped cleanly: the live ones and the dead ones."""
+        return self.filter(stopped_at__isnull=True)
+
+    def alive(self, now: datetime | None = None) -> WorkerRecordQuerySet:
+        return self.listed().filter(expires_at__gte=now or timezone.now())
+
+    def dead(self, now: datetime | None = None) -> WorkerRecordQuerySet:
+        return self.listed().filter(expires_at__lt=now or timezone.now())
+
+
+class WorkerRecord(models.Model):
+    """One worker process, written when it starts and refreshed while it lives.
+
+    The id is the worker's lock id: the tasks it holds carry it in ``Task.lock_id``.
+    A worker whose record is not refreshed by ``expires_at`` is dead. A clean stop sets
+    ``stopped_at``: the row leaves the list of workers and is deleted an hour later,
+    once the throughput chart no longer draws its ``history``.
+    """
+
+    id = models.UUIDField(_("id"), primary_key=True, editable=False)
+    hostname = models.CharField(_("host"), max_length=255)
+    pid = models.PositiveIntegerField(_("pid"))
+    queues = models.JSONField(_("queues"), default=list, blank=True, help_text=_("Empty: all."))
+    threads = models.PositiveIntegerField(_("threads"))
+    version = models.CharField(_("version"), max_length=50)
+    started_at = models.DateTimeField(_("started at"))
+    last_seen = models.DateTimeField(_("last seen"))
+    expires_at = models.DateTimeField(
+        _("expires at"), db_index=True, help_text=_("Dead if not seen again by then.")
+    )
+    stopped_at = models.DateTimeField(_("stopped at"), null=True, blank=True)
+    succeeded = models.PositiveBigIntegerField(_("succeeded"), default=0)
+    failed = models.PositiveBigIntegerField(_("failed"), default=0)
+    retried = models.PositiveBigIntegerField(_("retried"), default=0)
+    timed_out = models.PositiveBigIntegerField(_("timed out"), default=0)
+    running = models.PositiveIntegerField(_("running now"), default=0)
+    # {"<minute, seconds since the epoch>": [succeeded, failed, due tasks], ...}: the
+    # last hour, for the admin's chart.
+    history = models.JSONField(_("history"), default=dict, blank=True)
+
+    objects = WorkerRecordQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("worker")
+        verbose_name_plural = _("workers")
+        ordering = ["hostname", "started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.pid} ({self.id})"
+
+    def is_alive(self, now: datetime | None = None) -> bool:
+        return self.stopped_at is None and self.expires_at >= (now or timezone.now())

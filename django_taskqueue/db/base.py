@@ -18,6 +18,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..results import Error, Requeue, Result
+from .records import WorkerRecords
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -104,7 +105,7 @@ def mark_stored(tasks: Iterable[Task], using: str) -> None:
         task._state.db = using
 
 
-class QueueDatabase:
+class QueueDatabase(WorkerRecords):
     """Every statement the queue runs, on one database alias.
 
     :class:`~django_taskqueue.db.generic.GenericDatabase` implements each method with

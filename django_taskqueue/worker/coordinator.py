@@ -34,7 +34,9 @@ from ..uuids import uuid7
 from .clock import DatabaseClock
 from .limits import TimeLimits
 from .listener import Listener
+from .liveness import Liveness
 from .logs import OutcomeLog, plural
+from .presence import Presence
 from .scheduler import Scheduler
 from .settling import database_answers, log_report, store_singly
 from .stopping import StopSignals, shut_down
@@ -118,6 +120,8 @@ class Worker(Upkeep):
         self._threads: list[threading.Thread] = []
         self.limits = TimeLimits()
         self.outcome_log = OutcomeLog(self.lock_id)
+        self.presence = Presence(self)
+        self.liveness = Liveness()
         # The worker's own database calls get a deadline: a half-open connection never
         # answers (worker/watchdog.py).
         self.watchdog = Watchdog(limit=max(1.0, self.heartbeat_interval))
@@ -158,6 +162,8 @@ class Worker(Upkeep):
         finally:
             shut_down(self)
         self.outcome_log.flush(time.monotonic(), force=True)
+        self.liveness.stopping()
+        self.presence.stop(self.clock())
         logger.info("worker %s stopped after %s", self.lock_id, plural(self.processed, "task"))
         return self.exit_code
 
@@ -200,26 +206,16 @@ class Worker(Upkeep):
 
     def _loop(self) -> None:
         failures = 0
-        next_poll = next_heartbeat = next_recover = next_schedule = time.monotonic()
+        self.next_poll = self.next_heartbeat = self.next_recover = time.monotonic()
+        self.next_schedule = self.next_poll
         self.started.set()
+        self.liveness.started()
         while not self._stopping.is_set():
             now = time.monotonic()
+            self.liveness.turn()
             try:
                 with self.watchdog.watch(self.db.connection):
-                    if now >= next_heartbeat:
-                        if self._database_clock is not None:
-                            self._database_clock.sync()
-                        self._replace_dead_executors()
-                        self._heartbeat()
-                        next_heartbeat = now + self.heartbeat_interval
-                    if now >= next_recover:
-                        self._recover()
-                        next_recover = now + self.recover_interval
-                    if self.scheduler and now >= next_schedule:
-                        next_schedule = now + self._run_schedules()
-                    if self.poll_storage and now >= next_poll:
-                        self._maybe_more = True
-                        next_poll = now + self.poll_interval
+                    self._upkeep(now)
                     claimed_full = self._cycle(now)
                 self._enforce_time_limits()
                 self.outcome_log.flush(now)
@@ -238,18 +234,7 @@ class Worker(Upkeep):
                 continue
             if claimed_full or self._claim_size():
                 continue
-            deadlines = [next_heartbeat, next_recover]
-            if self.scheduler:
-                deadlines.append(next_schedule)
-            if self.poll_storage:
-                deadlines.append(next_poll)
-            if self._ack_due is not None:
-                deadlines.append(self._ack_due)
-            if (limit := self.limits.next_deadline()) is not None:
-                deadlines.append(limit)
-            if self.outcome_log.summary_due is not None:
-                deadlines.append(self.outcome_log.summary_due)
-            timeout = max(0.0, min(deadlines) - time.monotonic())
+            timeout = max(0.0, self._next_deadline() - time.monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
 
@@ -389,5 +374,6 @@ class Worker(Upkeep):
         self.processed += len(batch)
         log_report(self.lock_id, report)
         self.outcome_log.stored(batch, report, time.monotonic())
+        self.presence.stored(batch, report)
         # A finished batch makes room: the queue may hold more.
         self._maybe_more = self._maybe_more or bool(batch)

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
     from ..db import Claimant, QueueDatabase
     from ..models import Task
+    from .clock import DatabaseClock
+    from .logs import OutcomeLog
+    from .presence import Presence
     from .scheduler import Scheduler
 
 logger = logging.getLogger("django_taskqueue")
@@ -42,9 +45,54 @@ class Upkeep:
     _running: dict[uuid.UUID, Task]
     _stopping: threading.Event
     _maybe_more: bool
+    _ack_due: float | None
+    _database_clock: DatabaseClock | None
+    poll_storage: bool
+    poll_interval: float
+    recover_interval: float
+    outcome_log: OutcomeLog
+    presence: Presence
+    next_heartbeat: float
+    next_recover: float
+    next_schedule: float
+    next_poll: float
 
     def stop(self) -> None:
         raise NotImplementedError
+
+    def _upkeep(self, now: float) -> None:
+        """What is due of the heartbeat, recovery, schedules, polling and the record."""
+        if now >= self.next_heartbeat:
+            if self._database_clock is not None:
+                self._database_clock.sync()
+            self._replace_dead_executors()
+            self._heartbeat()
+            self.next_heartbeat = now + self.heartbeat_interval
+        if now >= self.next_recover:
+            self._recover()
+            self.next_recover = now + self.recover_interval
+        if self.scheduler and now >= self.next_schedule:
+            self.next_schedule = now + self._run_schedules()
+        if self.poll_storage and now >= self.next_poll:
+            self._maybe_more = True
+            self.next_poll = now + self.poll_interval
+        if now >= self.presence.next_refresh:
+            self.presence.refresh(self.clock())
+
+    def _next_deadline(self) -> float:
+        """When the loop must turn next even if nothing wakes it."""
+        deadlines = [self.next_heartbeat, self.next_recover, self.presence.next_refresh]
+        if self.scheduler:
+            deadlines.append(self.next_schedule)
+        if self.poll_storage:
+            deadlines.append(self.next_poll)
+        if self._ack_due is not None:
+            deadlines.append(self._ack_due)
+        if (limit := self.limits.next_deadline()) is not None:
+            deadlines.append(limit)
+        if self.outcome_log.summary_due is not None:
+            deadlines.append(self.outcome_log.summary_due)
+        return min(deadlines)
 
     def _start_executor(self, index: int) -> threading.Thread:
         thread = threading.Thread(
@@ -63,6 +111,7 @@ class Upkeep:
     def _enforce_time_limits(self) -> None:
         for task, limit in self.limits.expire(time.monotonic()):
             self._running.pop(task.pk, None)
+            self.presence.timed_out(task)
             logger.error(
                 "task %s (%s) ran past its time limit of %gs; worker %s stops, lets its other "
                 "runs finish, and exits with code %d (a thread cannot be stopped)",
@@ -96,6 +145,7 @@ class Upkeep:
 
     def _recover(self) -> None:
         start_pruning(self.using)  # the failure log and framework results, now and then
+        self.db.prune_workers(self.clock())
         report = self.db.recover_stale(self.claimant.lock_timeout, self.clock())
         if report.retried:
             logger.warning(

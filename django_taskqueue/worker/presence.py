@@ -1,0 +1,172 @@
+"""A worker's record in the database and the counters it carries.
+
+The record is written when the worker starts and refreshed every ``interval`` seconds
+(one small UPDATE, never one per task) with what the worker did so far, how many tasks
+run now, and a per-minute history of the last hour (succeeded, failed and due tasks)
+that the admin's throughput chart draws. A clean stop takes the record out of the list.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.db import DatabaseError, InterfaceError
+
+from ..constants import FRAMEWORK_TASK
+from ..results import Error, Requeue
+
+if TYPE_CHECKING:
+    from ..db import FinishReport
+    from ..models import Task, WorkerRecord
+    from ..results import Result
+    from .coordinator import Worker
+
+logger = logging.getLogger("django_taskqueue")
+
+# The record is refreshed at least this often (and at each claim heartbeat).
+RECORD_EVERY = 15.0
+# A record not refreshed for this many intervals belongs to a dead worker.
+MISSED_REFRESHES = 3
+HISTORY_MINUTES = 60
+# Due tasks are counted (once a minute, for the chart) up to this many.
+DEPTH_CAP = 100_000
+COUNTERS = ("succeeded", "failed", "retried", "timed_out")
+
+
+def task_label(task: Task) -> str:
+    """The name to show and count a task under: a framework task's function path."""
+    if task.name == FRAMEWORK_TASK and isinstance(task.arguments, dict):
+        return str(task.arguments.get("path", task.name))
+    return task.name
+
+
+def outcomes(batch: list[tuple[Task, Result]], report: FinishReport) -> Iterator[tuple[Task, str]]:
+    """What each stored run did: succeeded, failed, retried or requeued (a failed run
+    whose claim was lost, and so whose outcome was not stored, is left out)."""
+    failed = {task.pk for task, _ in report.failed} if report.failed else set()
+    for task, result in batch:
+        if task.pk in failed:
+            yield task, "failed"
+        elif isinstance(result, Error):
+            if task.pk in report.retry_at:
+                yield task, "retried"
+        elif isinstance(result, Requeue):
+            yield task, "requeued"
+        else:
+            yield task, "succeeded"
+
+
+def minute_of(now: datetime) -> int:
+    return int(now.timestamp()) // 60 * 60
+
+
+class Presence:
+    """The worker's record, kept by its coordinator thread."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.interval = min(RECORD_EVERY, worker.heartbeat_interval)
+        self.counts = dict.fromkeys(COUNTERS, 0)
+        self.history: dict[int, list[int]] = {}
+        self.record: WorkerRecord | None = None
+        self.next_refresh = 0.0
+        self._sampled: int | None = None
+
+    def _bucket(self, now: datetime) -> list[int]:
+        minute = minute_of(now)
+        bucket = self.history.get(minute)
+        if bucket is None:
+            bucket = self.history[minute] = [0, 0, 0]
+        return bucket
+
+    # Counting (coordinator thread) -------------------------------------------------
+
+    def stored(self, batch: list[tuple[Task, Result]], report: FinishReport) -> None:
+        if not batch:
+            return
+        bucket = self._bucket(self.worker.clock())
+        counts = self.counts
+        for _, outcome in outcomes(batch, report):
+            if outcome == "succeeded":
+                counts["succeeded"] += 1
+                bucket[0] += 1
+            elif outcome == "failed":
+                counts["failed"] += 1
+                bucket[1] += 1
+            elif outcome == "retried":
+                counts["retried"] += 1
+
+    def timed_out(self, task: Task) -> None:
+        self.counts["timed_out"] += 1
+
+    # The record ----------------------------------------------------------------------
+
+    def start(self, now: datetime) -> None:
+        """Write the record of a starting worker."""
+        from .. import __version__
+        from ..models import WorkerRecord
+
+        worker = self.worker
+        self.record = WorkerRecord(
+            id=worker.lock_id,
+            hostname=socket.gethostname()[:255],
+            pid=os.getpid(),
+            queues=list(worker.queues or ()),
+            threads=worker.workers,
+            version=__version__[:50],
+            started_at=now,
+        )
+        self._fill(now)
+        worker.db.register_worker(self.record)
+        self.next_refresh = time.monotonic() + self.interval
+
+    def _fill(self, now: datetime) -> None:
+        record = self.record
+        assert record is not None
+        record.last_seen = now
+        record.expires_at = now + timedelta(seconds=self.interval * MISSED_REFRESHES)
+        for name, count in self.counts.items():
+            setattr(record, name, count)
+        record.running = len(self.worker._running)
+        oldest = minute_of(now) - 60 * HISTORY_MINUTES
+        for minute in [m for m in self.history if m <= oldest]:
+            del self.history[minute]
+        record.history = {str(minute): values for minute, values in self.history.items()}
+
+    def refresh(self, now: datetime) -> None:
+        """Refresh the record (and once a minute count the due tasks for the chart)."""
+        if self.record is None:
+            self.start(now)
+            return
+        minute = minute_of(now)
+        if minute != self._sampled:
+            depth, _ = self.worker.db.due_count(now, DEPTH_CAP, self.worker.claimant.queues)
+            self._bucket(now)[2] = depth
+            self._sampled = minute
+        self._fill(now)
+        if not self.worker.db.refresh_worker(self.record, REFRESHED):
+            # Pruned while this worker was frozen or cut off: it is alive after all.
+            self.worker.db.register_worker(self.record)
+        self.next_refresh = time.monotonic() + self.interval
+
+    def stop(self, now: datetime) -> None:
+        """A clean stop: the record leaves the list of workers."""
+        if self.record is None:
+            return
+        keep = any(values[0] or values[1] for values in self.history.values())
+        try:
+            if keep:
+                self._fill(now)
+                self.worker.db.refresh_worker(self.record, REFRESHED)
+            self.worker.db.stop_worker(self.record.pk, now, keep=keep)
+        except (DatabaseError, InterfaceError) as exc:
+            logger.warning("worker %s could not remove its record (%s)", self.worker.lock_id, exc)
+
+
+REFRESHED = ["last_seen", "expires_at", *COUNTERS, "running", "history"]
