@@ -51,6 +51,10 @@ class TaskQueueConfig(AppConfig):
         if framework_available():
             # Every process that can enqueue or run framework tasks knows their consumer.
             registry.register(run_framework_task, (FRAMEWORK_TASK,))
+        if conf.METRICS and importlib.util.find_spec("prometheus_client"):
+            from .metrics import enable
+
+            enable()  # without prometheus_client, check E034 says so
         module = conf.AUTODISCOVER
         if isinstance(module, str) and module:
             # A broken tasks module raises; the registry is rolled back first.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable
 from typing import Any
@@ -110,6 +111,12 @@ RULES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
         "a number of seconds > 0, or None to keep the failure log forever",
     ),
     "SCHEDULE": ("E031", lambda v: isinstance(v, dict), "a dict of schedules by name"),
+    "METRICS": (
+        "E034",
+        lambda v: v is False or (v is True and bool(importlib.util.find_spec("prometheus_client"))),
+        "True (with prometheus_client installed: pip install 'django-taskqueue[prometheus]') "
+        "or False",
+    ),
 }
 
 

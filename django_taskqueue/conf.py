@@ -53,6 +53,8 @@ DEFAULTS: dict[str, Any] = {
     # The retry policy of consumers that do not give their own (django_taskqueue.retries).
     "RETRY_BACKOFF": None,
     "RETRY_JITTER": 0.0,
+    # Count Prometheus metrics in every process (the worker counts with --metrics-port).
+    "METRICS": False,
 }
 
 
@@ -180,6 +182,10 @@ class TaskQueueSettings:
     @property
     def RETRY_JITTER(self) -> float:
         return float(self._get("RETRY_JITTER"))
+
+    @property
+    def METRICS(self) -> bool:
+        return self._get("METRICS") is True
 
     @property
     def RESULT_TTL(self) -> float | None:

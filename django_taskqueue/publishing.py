@@ -17,6 +17,7 @@ from .conf import conf
 from .constants import DEFAULT_QUEUE, NAME_MAX_LENGTH, SIGNATURE_MAX_LENGTH
 from .db import queue_db
 from .exceptions import InvalidTask, NotReady, TaskRejected, UnknownTaskName
+from .metrics import count_enqueued
 from .registry import registry
 from .signals import send_logged, task_enqueued
 from .uuids import uuid7
@@ -136,6 +137,7 @@ def build_task(
 
 def _store(tasks: list[Task], using: str) -> list[Task]:
     stored = queue_db(using).insert(tasks)
+    count_enqueued(stored)
     # The rows are stored: a failing receiver must not make the caller believe
     # otherwise, so its error is logged, not raised.
     for task in stored:

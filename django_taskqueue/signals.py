@@ -8,6 +8,14 @@ row (a ``Task`` instance, which may be unsaved for tasks that run immediately).
 - ``task_finished(task, result)``: a run ended, whatever the outcome (``result`` is a
   :class:`~django_taskqueue.results.Result`).
 - ``task_failed(task, error)``: the task moved to the failure log for good.
+- ``task_retried(task, retry_at)``: a failed run was stored as a retry at ``retry_at``.
+- ``task_timed_out(task, limit)``: a run passed its time limit of ``limit`` seconds
+  (its worker stops and exits; the task runs again).
+
+``task_started`` and ``task_finished`` are sent in the thread that runs the task, the
+others by the worker's coordinator thread (or the enqueuing one), so that a receiver
+can open a tracing span at ``task_started`` and end it at ``task_finished``
+(docs/monitoring.md has an OpenTelemetry example).
 
 A receiver that raises does not change what happens to the task: its error is logged
 (logger ``django_taskqueue``, level ERROR, with the traceback) and the other receivers
@@ -29,12 +37,16 @@ task_enqueued = Signal()
 task_started = Signal()
 task_finished = Signal()
 task_failed = Signal()
+task_retried = Signal()
+task_timed_out = Signal()
 
 _NAMES = {
     id(task_enqueued): "task_enqueued",
     id(task_started): "task_started",
     id(task_finished): "task_finished",
     id(task_failed): "task_failed",
+    id(task_retried): "task_retried",
+    id(task_timed_out): "task_timed_out",
 }
 
 

@@ -85,6 +85,17 @@ else:
     # test databases are; the tests use a database of its own, created for them.
     _other["TEST"]["NAME"] = f"test_{_db['NAME']}_other"
 
+# Runs side by side on one machine keep apart with TASKQUEUE_TEST_RUN=<a name>: each
+# gets test databases (and SQLite files) of its own.
+if _run := os.environ.get("TASKQUEUE_TEST_RUN", ""):
+    for _alias in (_db, _other):
+        _test = _alias.setdefault("TEST", {})
+        if "sqlite" in _db["ENGINE"]:
+            _alias["NAME"] = str(_alias["NAME"]).replace(".sqlite3", f"-{_run}.sqlite3")
+            _test["NAME"] = str(_test["NAME"]).replace(".sqlite3", f"-{_run}.sqlite3")
+        else:
+            _test["NAME"] = _test.get("NAME", f"test_{_db['NAME']}") + f"_{_run}"
+
 # A worker process started by a test connects to the test databases the test made.
 if os.environ.get("TASKQUEUE_TEST_DATABASE_NAME"):
     _db["NAME"] = os.environ["TASKQUEUE_TEST_DATABASE_NAME"]

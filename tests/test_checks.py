@@ -59,6 +59,7 @@ BAD_VALUES = {
     "TASK_TIMEOUT": [0, -1, "30", float("inf")],
     "PREPARE_STATEMENTS": [1, "no", None],
     "SCHEDULE": [[], "nightly", None],
+    "METRICS": [1, "yes", None],
 }
 
 

@@ -41,6 +41,16 @@ def non_negative_float(value: str) -> float:
     return number
 
 
+def port_number(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0 to 65535)")
+    return number
+
+
 def database_alias(value: str) -> str:
     from django.db import connections
 

@@ -164,6 +164,7 @@ class Worker(Upkeep):
         self.outcome_log.flush(time.monotonic(), force=True)
         self.liveness.stopping()
         self.presence.stop(self.clock())
+        close_quietly(self.using)
         logger.info("worker %s stopped after %s", self.lock_id, plural(self.processed, "task"))
         return self.exit_code
 

@@ -72,9 +72,9 @@ class Liveness:
             self.notifier.alive(now)
 
     def started(self) -> None:
-        self.turn()
         if self.notifier is not None:
             self.notifier.send("READY=1")
+        self.turn()
 
     def stopping(self) -> None:
         if self.notifier is not None:

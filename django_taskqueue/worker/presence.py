@@ -12,14 +12,14 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import DatabaseError, InterfaceError
 
-from ..constants import FRAMEWORK_TASK
-from ..results import Error, Requeue
+from ..metrics import count_outcomes, count_timed_out
+from ..outcomes import outcomes
+from ..signals import send_logged, task_retried, task_timed_out
 
 if TYPE_CHECKING:
     from ..db import FinishReport
@@ -37,29 +37,6 @@ HISTORY_MINUTES = 60
 # Due tasks are counted (once a minute, for the chart) up to this many.
 DEPTH_CAP = 100_000
 COUNTERS = ("succeeded", "failed", "retried", "timed_out")
-
-
-def task_label(task: Task) -> str:
-    """The name to show and count a task under: a framework task's function path."""
-    if task.name == FRAMEWORK_TASK and isinstance(task.arguments, dict):
-        return str(task.arguments.get("path", task.name))
-    return task.name
-
-
-def outcomes(batch: list[tuple[Task, Result]], report: FinishReport) -> Iterator[tuple[Task, str]]:
-    """What each stored run did: succeeded, failed, retried or requeued (a failed run
-    whose claim was lost, and so whose outcome was not stored, is left out)."""
-    failed = {task.pk for task, _ in report.failed} if report.failed else set()
-    for task, result in batch:
-        if task.pk in failed:
-            yield task, "failed"
-        elif isinstance(result, Error):
-            if task.pk in report.retry_at:
-                yield task, "retried"
-        elif isinstance(result, Requeue):
-            yield task, "requeued"
-        else:
-            yield task, "succeeded"
 
 
 def minute_of(now: datetime) -> int:
@@ -92,7 +69,7 @@ class Presence:
             return
         bucket = self._bucket(self.worker.clock())
         counts = self.counts
-        for _, outcome in outcomes(batch, report):
+        for task, outcome in outcomes(batch, report):
             if outcome == "succeeded":
                 counts["succeeded"] += 1
                 bucket[0] += 1
@@ -101,16 +78,20 @@ class Presence:
                 bucket[1] += 1
             elif outcome == "retried":
                 counts["retried"] += 1
+                send_logged(task_retried, task=task, retry_at=report.retry_at[task.pk])
+        count_outcomes(batch, report)
 
-    def timed_out(self, task: Task) -> None:
+    def timed_out(self, task: Task, limit: float) -> None:
         self.counts["timed_out"] += 1
+        count_timed_out(task)
+        send_logged(task_timed_out, task=task, limit=limit)
 
     # The record ----------------------------------------------------------------------
 
     def start(self, now: datetime) -> None:
         """Write the record of a starting worker."""
-        from .. import __version__
         from ..models import WorkerRecord
+        from ..outcomes import package_version
 
         worker = self.worker
         self.record = WorkerRecord(
@@ -119,7 +100,7 @@ class Presence:
             pid=os.getpid(),
             queues=list(worker.queues or ()),
             threads=worker.workers,
-            version=__version__[:50],
+            version=package_version()[:50],
             started_at=now,
         )
         self._fill(now)

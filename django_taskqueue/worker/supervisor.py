@@ -5,45 +5,92 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from multiprocessing.connection import wait
 from typing import Any
 
+from ..conf import conf
 from .limits import EXIT_TIME_LIMIT
+from .liveness import SystemdNotifier
+from .probes import Probes, loop_stuck
 from .stopping import SignalRelay
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 logger = logging.getLogger("django_taskqueue")
 
 
-def _child(options: dict[str, Any], verbosity: int) -> None:
+def _child(
+    options: dict[str, Any], verbosity: int, turns: Any = None, slot: int = 0, metrics: bool = False
+) -> None:
     import django
 
     django.setup()
     from .coordinator import Worker
+    from .liveness import Liveness
     from .logs import configure_logging
 
     configure_logging(verbosity)
+    if metrics:
+        from ..metrics import enable
+
+        enable()  # into the supervisor's PROMETHEUS_MULTIPROC_DIR
     worker = Worker(**options)
+    # The supervisor reads when its loop turned; it alone speaks to systemd.
+    worker.liveness = Liveness(turns, slot, notify=False)
     worker.install_signal_handlers(supervised=True)
     raise SystemExit(worker.run())
 
 
 class Supervisor:
-    def __init__(self, processes: int, options: dict[str, Any], verbosity: int = 1) -> None:
+    def __init__(
+        self,
+        processes: int,
+        options: dict[str, Any],
+        verbosity: int = 1,
+        probes: Probes | None = None,
+    ) -> None:
         self.processes = processes
         self.options = options
         self.verbosity = verbosity
+        self.probes = probes or Probes()
         self.context = multiprocessing.get_context("spawn")
         self.children: dict[int, Any] = {}  # slot -> Process
         self.stopping = threading.Event()
         self.exit_code = 0
+        # When each child's loop last turned (time.monotonic(), system-wide).
+        self.turns: Any = self.context.Array("d", processes, lock=False)
+        self.notifier = SystemdNotifier.from_environment()
+
+    def stuck(self) -> list[str]:
+        """The children whose loop has not turned within the health timeout."""
+        now = time.monotonic()
+        return [
+            problem
+            for slot, process in list(self.children.items())
+            for problem in loop_stuck(
+                f"worker process {slot} (pid {process.pid})",
+                self.turns[slot],
+                now,
+                self.probes.timeout,
+            )
+        ]
 
     def _start(self, slot: int) -> None:
+        self.turns[slot] = time.monotonic()  # starting counts as turning
         process = self.context.Process(
             target=_child,
-            args=(self.options, self.verbosity),
+            args=(
+                self.options,
+                self.verbosity,
+                self.turns,
+                slot,
+                self.probes.metrics_port is not None,
+            ),
             name=f"taskqueue-worker-{slot}",
             daemon=False,
         )
@@ -66,6 +113,8 @@ class Supervisor:
         name = signal.Signals(signum).name
         logger.info("%s: stopping %d worker processes", name, len(self.children))
         self.stopping.set()
+        if self.notifier is not None:
+            self.notifier.send("STOPPING=1")
         # A copy: the main thread may be replacing a child meanwhile.
         for process in list(self.children.values()):
             if process.is_alive():
@@ -74,14 +123,24 @@ class Supervisor:
     def run(self) -> int:
         from django.db import connections
 
+        using = str(self.options.get("using") or conf.DATABASE)
         connections.close_all()
         relay = SignalRelay(self._signal, name="taskqueue-supervisor-signals")
         relay.install([signal.SIGTERM, signal.SIGINT])
+        metrics_dir = None
+        if self.probes.metrics_port is not None and not os.environ.get(MULTIPROC_DIR):
+            # The children count into files there; the supervisor serves their sum.
+            metrics_dir = os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="taskqueue-")
+        servers = self.probes.start(using, self.stuck)
         try:
             for slot in range(self.processes):
                 self._start(slot)
+            if self.notifier is not None:
+                self.notifier.send("READY=1")
             restarts: list[float] = []
             while self.children:
+                if self.notifier is not None and not self.stuck():
+                    self.notifier.alive(time.monotonic())
                 sentinels = {p.sentinel: slot for slot, p in self.children.items()}
                 for sentinel in wait(list(sentinels), timeout=1.0):
                     slot = sentinels[sentinel]
@@ -120,4 +179,9 @@ class Supervisor:
                         self._start(slot)
         finally:
             relay.restore()
+            for server in servers:
+                server.stop()
+            if metrics_dir is not None:
+                del os.environ[MULTIPROC_DIR]
+                shutil.rmtree(metrics_dir, ignore_errors=True)
         return self.exit_code

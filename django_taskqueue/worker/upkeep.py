@@ -111,7 +111,7 @@ class Upkeep:
     def _enforce_time_limits(self) -> None:
         for task, limit in self.limits.expire(time.monotonic()):
             self._running.pop(task.pk, None)
-            self.presence.timed_out(task)
+            self.presence.timed_out(task, limit)
             logger.error(
                 "task %s (%s) ran past its time limit of %gs; worker %s stops, lets its other "
                 "runs finish, and exits with code %d (a thread cannot be stopped)",

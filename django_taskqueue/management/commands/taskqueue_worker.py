@@ -12,9 +12,12 @@ from django_taskqueue.conf import conf
 from django_taskqueue.management.options import (
     add_database_argument,
     non_negative_float,
+    port_number,
     positive_float,
     positive_int,
 )
+from django_taskqueue.worker.liveness import HEALTH_TIMEOUT
+from django_taskqueue.worker.probes import Probes
 
 
 class Command(BaseCommand):
@@ -71,6 +74,32 @@ class Command(BaseCommand):
             default=30.0,
             help="Seconds to wait for running tasks when stopping (default: %(default)g).",
         )
+        parser.add_argument(
+            "--health-port",
+            type=port_number,
+            default=None,
+            help="Serve GET /health on this port: 200 while the worker's loop turns, 503 "
+            "once it has not for --health-timeout seconds (default: no port).",
+        )
+        parser.add_argument(
+            "--health-timeout",
+            type=positive_float,
+            default=HEALTH_TIMEOUT,
+            help="Seconds without a turn of the loop after which /health answers 503 "
+            "(default: %(default)g).",
+        )
+        parser.add_argument(
+            "--metrics-port",
+            type=port_number,
+            default=None,
+            help="Serve Prometheus metrics on GET /metrics on this port; needs "
+            "prometheus_client (default: no port).",
+        )
+        parser.add_argument(
+            "--http-host",
+            default="0.0.0.0",
+            help="Address the health and metrics ports listen on (default: %(default)s).",
+        )
         add_database_argument(parser)
 
     def handle(
@@ -85,6 +114,10 @@ class Command(BaseCommand):
         max_tasks: int | None,
         grace: float,
         database: str | None,
+        health_port: int | None,
+        health_timeout: float,
+        metrics_port: int | None,
+        http_host: str,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -102,18 +135,26 @@ class Command(BaseCommand):
             "grace": grace,
             "using": database,
         }
+        probes = Probes(http_host, health_port, health_timeout, metrics_port)
+        if metrics_port is not None:
+            from django_taskqueue.metrics import enable
+
+            enable()  # fails here, naming the extra, without prometheus_client
         if processes is not None:
             from django_taskqueue.worker.supervisor import Supervisor
 
-            code = Supervisor(processes, worker_options, verbosity).run()
+            code = Supervisor(processes, worker_options, verbosity, probes).run()
         else:
             worker = Worker(**worker_options)
             progress = self._progress_bar(worker) if burst and verbosity >= 1 else None
+            servers = probes.start(worker.using, lambda: probes.stuck(worker.liveness))
             worker.install_signal_handlers()
             try:
                 code = worker.run()
             finally:
                 worker.restore_signal_handlers()
+                for server in servers:
+                    server.stop()
                 if progress is not None:
                     progress.stop()
         if code:
