@@ -13,8 +13,12 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from django_taskqueue.models import FailedTask, Task
+from django_taskqueue import enqueue, enqueue_many
+from django_taskqueue.admin.chart import nice_ceiling
+from django_taskqueue.models import FailedTask, Task, WorkerRecord
 from tests.factories import FailedTaskFactory
+from tests.models import Run
+from tests.processes import worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -92,3 +96,56 @@ def test_retry_a_failed_task_and_find_it_in_the_queue(live_server):
     task = Task.objects.get()
     assert (task.pk, task.retry_count) == (failed.task_id, 0)
     assert list(FailedTask.objects.values_list("name", flat=True)) == ["tests.noop"]
+
+
+def test_the_task_list_charts_what_a_real_worker_did(live_server, tmp_path):
+    User.objects.create_superuser("admin", password="chart-it")
+    enqueue_many([("tests.record", {"n": n}) for n in range(5)])
+    enqueue("tests.failure")
+    # Due, but in a queue this worker does not run: still due when the chart is drawn.
+    enqueue_many([("tests.noop", {"n": n}) for n in range(2)], queue="reports")
+    log = tmp_path / "worker.log"
+    proc = worker(log, "--burst", "--workers", "2", "--queue", "default")
+    assert proc.wait(120) == 0, log.read_text()
+    assert Run.objects.count() == 5
+    assert FailedTask.objects.filter(name="tests.failure").count() == 1
+    # A clean stop keeps the record, out of the workers' list, for the chart.
+    record = WorkerRecord.objects.get()
+    assert record.stopped_at is not None
+    assert (record.succeeded, record.failed) == (5, 1)
+    minutes = sorted((int(m), values) for m, values in record.history.items())
+    assert sum(values[0] for _, values in minutes) == 5
+    scale = nice_ceiling(max(values[0] + values[1] for _, values in minutes))
+    expected_heights = [values[0] / scale * 150 for _, values in minutes if values[0]]
+
+    with chromium_page() as page:
+        from playwright.sync_api import expect
+
+        page.goto(live_server.url + reverse("admin:login"))
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", "chart-it")
+        page.click("input[type=submit]")
+        page.goto(live_server.url + reverse("admin:django_taskqueue_task_changelist"))
+        chart = page.locator("section.taskqueue-chart")
+        expect(chart.locator(".taskqueue-chart-summary")).to_have_text(
+            "5 done, 1 failed in the last hour; 2 due now"
+        )
+        svg = chart.locator("svg.taskqueue-chart-svg")
+        expect(svg).to_be_visible()
+        expect(svg.locator("title#taskqueue-chart-title")).to_have_text(
+            "Tasks per minute over the last hour"
+        )
+        bars = svg.locator("rect.taskqueue-chart-done")
+        expect(bars).to_have_count(len(expected_heights))
+        counts = [int(bar.get_attribute("data-count")) for bar in bars.all()]
+        heights = [float(bar.get_attribute("height")) for bar in bars.all()]
+        failed = svg.locator("rect.taskqueue-chart-failed")
+        expect(failed).to_have_count(1)
+        expect(failed).to_have_attribute("data-count", "1")
+        expect(failed).to_have_attribute("height", f"{150 / scale:.1f}")
+        # Drawn, not only present: the bars take up room on the page.
+        box = bars.first.bounding_box()
+        assert box is not None and box["height"] > 0
+
+    assert sum(counts) == 5
+    assert heights == pytest.approx(expected_heights, abs=0.05)

@@ -1,5 +1,5 @@
-"""The admin: the queue (``Task``), the failure log (``FailedTask``) and the periodic
-schedules (``ScheduleRecord``), with actions."""
+"""The admin: the queue (``Task``), the failure log (``FailedTask``), the periodic
+schedules (``ScheduleRecord``) and the workers (``WorkerRecord``), with actions."""
 
 from .base import (
     ESTIMATE_ABOVE,
@@ -13,6 +13,7 @@ from .failed import FailedTaskAdmin, _requeued, _retry
 from .filters import StateFilter
 from .schedules import ScheduleAdmin
 from .tasks import TaskAdmin
+from .workers import WorkerAdmin
 
 __all__ = [
     "ESTIMATE_ABOVE",
@@ -24,6 +25,7 @@ __all__ = [
     "ScheduleAdmin",
     "StateFilter",
     "TaskAdmin",
+    "WorkerAdmin",
     "_requeued",
     "_retry",
     "estimated_count",

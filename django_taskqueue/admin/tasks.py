@@ -1,4 +1,5 @@
-"""The queue's admin (``Task``): state counts, and the run now and cancel actions."""
+"""The queue's admin (``Task``): state counts, the throughput chart, the worker holding
+each running task, and the run now and cancel actions."""
 
 from __future__ import annotations
 
@@ -19,11 +20,16 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from ..db import queue_db
-from ..models import Task, TaskQuerySet, TaskState
-from .base import QueueModelAdmin, _base_actions
+from ..models import Task, TaskQuerySet, TaskState, WorkerRecord
+from .base import QueueChangeList, QueueModelAdmin, _base_actions
+from .chart import drawing, series
 from .filters import StateFilter
+from .workers import worker_link, workers
 
 logger = logging.getLogger("django_taskqueue")
+
+# The attribute of a listed task that holds its worker's record (None: no record).
+HOLDER = "_taskqueue_holder"
 
 
 def _state_badge(state: TaskState) -> SafeString:
@@ -32,20 +38,39 @@ def _state_badge(state: TaskState) -> SafeString:
     )
 
 
+class TaskChangeList(QueueChangeList):
+    """Reads the worker records once: for the chart, and the worker of each listed task."""
+
+    worker_records: list[WorkerRecord]
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        # Stopped workers' rows too: their history still counts in the chart.
+        self.worker_records = list(
+            workers(self.root_queryset.db)
+            .order_by()
+            .only("id", "hostname", "pid", "stopped_at", "history")
+        )
+        holders = {r.pk: r for r in self.worker_records if r.stopped_at is None}
+        for task in self.result_list:
+            if task.lock_id is not None:
+                setattr(task, HOLDER, holders.get(task.lock_id))
+
+
 @admin.register(Task)
 class TaskAdmin(QueueModelAdmin):
-    list_display = ["name", "state", "priority", "start", "retry_count", "short_error"]
+    list_display = ["name", "state", "priority", "start", "retry_count", "worker", "short_error"]
     list_filter = [StateFilter, "name", "priority"]
     search_fields = ["name", "signature", "error", "=id"]
     # The order of taskqueue_task_locked_idx, so the first page never sorts the whole table:
     # stale and running tasks first, then the rest in the order workers claim them.
     ordering = [F("locked_until").asc(nulls_last=True), "priority", "start_at", "pk"]
     actions = ["run_now", "cancel"]
-    readonly_fields = ["state", "arguments_json", "error_traceback"]
+    readonly_fields = ["state", "held_by", "arguments_json", "error_traceback"]
     fieldsets = [
         (None, {"fields": ["name", "state", "queue", "priority", "signature", "id"]}),
         (_("Schedule"), {"fields": ["created_at", "start_at", "retry_count", "retry_max"]}),
-        (_("Claim"), {"fields": ["lock_id", "locked_until"]}),
+        (_("Claim"), {"fields": ["held_by", "locked_until"]}),
         (_("Arguments"), {"fields": ["arguments_json"]}),
         (_("Last error"), {"fields": ["error_traceback"]}),
     ]
@@ -71,6 +96,30 @@ class TaskAdmin(QueueModelAdmin):
             relative,
         )
 
+    def _holder(self, task: Task) -> WorkerRecord | None:
+        if task.lock_id is None:
+            return None
+        if hasattr(task, HOLDER):
+            holder: WorkerRecord | None = getattr(task, HOLDER)
+            return holder
+        return workers().listed().filter(pk=task.lock_id).only("id", "hostname", "pid").first()
+
+    @admin.display(description=_("worker"))
+    def worker(self, task: Task) -> SafeString | str:
+        return worker_link(self._holder(task), task.lock_id)
+
+    @admin.display(description=_("held by"))
+    def held_by(self, task: Task) -> SafeString | str:
+        holder = self._holder(task)
+        if holder is None:
+            return worker_link(None, task.lock_id)
+        return format_html(
+            '{} <span class="quiet">{}</span>', worker_link(holder, task.lock_id), task.lock_id
+        )
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[TaskChangeList]:
+        return TaskChangeList
+
     def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
         actions = _base_actions(super(), request, action_location)
         # "cancel" replaces it: it leaves running tasks alone and says so.
@@ -85,8 +134,18 @@ class TaskAdmin(QueueModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "taskqueue_states": self.state_counts(request)}
-        return super().changelist_view(request, extra_context)
+        states = self.state_counts(request)
+        extra_context = {**(extra_context or {}), "taskqueue_states": states}
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        changelist = context.get("cl") if isinstance(context, dict) else None
+        if isinstance(context, dict) and isinstance(changelist, TaskChangeList):
+            data = series(changelist.worker_records, timezone.now())
+            context["taskqueue_chart_shown"] = True
+            context["taskqueue_chart"] = (
+                drawing(data, states["due_now"], states["due_estimated"]) if data.reported else None
+            )
+        return response
 
     def state_counts(self, request: HttpRequest) -> dict[str, Any]:
         """Tasks per state over the whole queue, for the bar above the list.
@@ -112,6 +171,8 @@ class TaskAdmin(QueueModelAdmin):
             "all_active": active not in TaskState.values,
             "estimated": bool(found.estimated),
             "estimate_above": formats.number_format(self.estimate_above, force_grouping=True),
+            "due_now": found.counts[TaskState.READY],
+            "due_estimated": TaskState.READY in found.estimated,
         }
 
     @admin.action(description=_("Run selected %(verbose_name_plural)s now"), permissions=["change"])

@@ -50,7 +50,8 @@ class Presence:
         self.worker = worker
         self.interval = min(RECORD_EVERY, worker.heartbeat_interval)
         self.counts = dict.fromkeys(COUNTERS, 0)
-        self.history: dict[int, list[int]] = {}
+        self.history: dict[int, list[int]] = {}  # minute: [succeeded, failed]
+        self.depths: dict[int, int] = {}  # minute: due tasks counted
         self.record: WorkerRecord | None = None
         self.next_refresh = 0.0
         self._sampled: int | None = None
@@ -59,7 +60,7 @@ class Presence:
         minute = minute_of(now)
         bucket = self.history.get(minute)
         if bucket is None:
-            bucket = self.history[minute] = [0, 0, 0]
+            bucket = self.history[minute] = [0, 0]
         return bucket
 
     # Counting (coordinator thread) -------------------------------------------------
@@ -118,7 +119,12 @@ class Presence:
         oldest = minute_of(now) - 60 * HISTORY_MINUTES
         for minute in [m for m in self.history if m <= oldest]:
             del self.history[minute]
-        record.history = {str(minute): values for minute, values in self.history.items()}
+            self.depths.pop(minute, None)
+        # A minute's depth is null until the worker counted it.
+        record.history = {
+            str(minute): [*values, self.depths.get(minute)]
+            for minute, values in self.history.items()
+        }
 
     def refresh(self, now: datetime) -> None:
         """Refresh the record (and once a minute count the due tasks for the chart)."""
@@ -128,7 +134,8 @@ class Presence:
         minute = minute_of(now)
         if minute != self._sampled:
             depth, _ = self.worker.db.due_count(now, DEPTH_CAP, self.worker.claimant.queues)
-            self._bucket(now)[2] = depth
+            self._bucket(now)
+            self.depths[minute] = depth
             self._sampled = minute
         self._fill(now)
         if not self.worker.db.refresh_worker(self.record, REFRESHED):
