@@ -10,6 +10,7 @@ from .exceptions import (
     TimeLimitExceeded,
     UnknownTaskName,
 )
+from .pausing import pause_queue, paused_queues, resume_queue
 from .periodic_tasks import periodic
 from .publishing import cancel, enqueue, enqueue_many
 from .registry import consumer
@@ -38,5 +39,8 @@ __all__ = [
     "consumer",
     "enqueue",
     "enqueue_many",
+    "pause_queue",
+    "paused_queues",
     "periodic",
+    "resume_queue",
 ]

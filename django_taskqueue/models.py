@@ -314,3 +314,19 @@ class WorkerRecord(models.Model):
 
     def is_alive(self, now: datetime | None = None) -> bool:
         return self.stopped_at is None and self.expires_at >= (now or timezone.now())
+
+
+class PausedQueue(models.Model):
+    """A queue no worker claims from while its row exists (see :mod:`~django_taskqueue.pausing`)."""
+
+    queue = models.CharField(_("queue"), max_length=QUEUE_MAX_LENGTH, unique=True)
+    paused_at = models.DateTimeField(_("paused at"), default=timezone.now)
+    reason = models.CharField(_("reason"), max_length=200, blank=True, default="")
+
+    class Meta:
+        verbose_name = _("paused queue")
+        verbose_name_plural = _("paused queues")
+        ordering = ["queue"]
+
+    def __str__(self) -> str:
+        return self.queue

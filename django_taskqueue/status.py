@@ -64,6 +64,8 @@ class Status:
     oldest_due: datetime | None
     failed_last_hour: int
     workers: list[WorkerRecord] = field(default_factory=list)
+    # Paused queues: (queue, paused at, reason).
+    paused: list[tuple[str, datetime, str]] = field(default_factory=list)
 
     @property
     def lag(self) -> timedelta | None:
@@ -182,6 +184,7 @@ def queue_status(using: str, *, by_name: bool = False, limit: int = COUNT_LIMIT)
         oldest_due=db.oldest_due(now),
         failed_last_hour=failed_since(using, now - FAILED_WITHIN),
         workers=workers(using, now),
+        paused=[(p.queue, p.paused_at, p.reason) for p in db.paused()],
     )
 
 

@@ -18,6 +18,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..results import Error, Requeue, Result
+from .control import QueueControl
 from .records import WorkerRecords
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class Claimant:
     lock_id: uuid.UUID
     lock_timeout: timedelta
     queues: tuple[str, ...] = ()
+    # Paused queues it must not claim from (when it serves every queue).
+    paused: tuple[str, ...] = ()
 
 
 @dataclass
@@ -105,7 +108,7 @@ def mark_stored(tasks: Iterable[Task], using: str) -> None:
         task._state.db = using
 
 
-class QueueDatabase(WorkerRecords):
+class QueueDatabase(WorkerRecords, QueueControl):
     """Every statement the queue runs, on one database alias.
 
     :class:`~django_taskqueue.db.generic.GenericDatabase` implements each method with
@@ -220,8 +223,9 @@ class QueueDatabase(WorkerRecords):
         """A new connection of its own that receives the wake-up notifications."""
         raise NotImplementedError
 
-    def notifications(self, listening: Any, timeout: float) -> Iterator[str]:
-        """The payloads (comma-separated queues) received within ``timeout`` seconds."""
+    def notifications(self, listening: Any, timeout: float) -> Iterator[str | None]:
+        """The payloads (comma-separated queues) received within ``timeout`` seconds;
+        None for a change of the paused queues."""
         raise NotImplementedError
 
     # The admin

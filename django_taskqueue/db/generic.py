@@ -72,6 +72,8 @@ class GenericDatabase(QueueDatabase):
         tasks = self.tasks().ready(now)
         if claimant.queues:
             tasks = tasks.filter(queue__in=claimant.queues)
+        if claimant.paused:
+            tasks = tasks.exclude(queue__in=claimant.paused)
         return tasks
 
     def mine(self, claimant: Claimant) -> TaskQuerySet:

@@ -27,6 +27,8 @@ logger = logging.getLogger("django_taskqueue")
 
 # The channel the queue table's trigger notifies (migration 0001).
 CHANNEL = "django_taskqueue"
+# A change of the paused queues (db/control.py).
+CONTROL_CHANNEL = "django_taskqueue_control"
 # A psycopg prepare_threshold that no statement reaches: only prepare=True prepares.
 ONLY_WHEN_ASKED = 2**62
 
@@ -73,11 +75,15 @@ class PostgreSQLDatabase(SQLDatabase):
         listening = wrapper.get_new_connection(wrapper.get_connection_params())
         listening.autocommit = True
         listening.execute(f"LISTEN {CHANNEL}")
+        listening.execute(f"LISTEN {CONTROL_CHANNEL}")
         return listening
 
-    def notifications(self, listening: Any, timeout: float) -> Iterator[str]:
+    def notifications(self, listening: Any, timeout: float) -> Iterator[str | None]:
         for notify in listening.notifies(timeout=timeout):
-            yield notify.payload
+            yield None if notify.channel == CONTROL_CHANNEL else notify.payload
+
+    def announce_pauses(self) -> None:
+        self.execute("SELECT pg_notify(%s, '')", [CONTROL_CHANNEL])
 
     # Statements -------------------------------------------------------------------
 
@@ -174,10 +180,15 @@ class PostgreSQLDatabase(SQLDatabase):
     def ready_where(self, claimant: Claimant, now: datetime) -> tuple[str, list[Any]]:
         qn = self.qn
         where = f"{qn('locked_until')} IS NULL AND {qn('start_at')} <= %s"
-        if not claimant.queues:
-            return where, [now]
+        params: list[Any] = [now]
         # One array parameter: the same statement for any number of queues.
-        return f"{where} AND {qn('queue')} = ANY(%s)", [now, list(claimant.queues)]
+        if claimant.queues:
+            where += f" AND {qn('queue')} = ANY(%s)"
+            params.append(list(claimant.queues))
+        if claimant.paused:
+            where += f" AND {qn('queue')} <> ALL(%s)"
+            params.append(list(claimant.paused))
+        return where, params
 
     def claim_sql(self, claimant: Claimant, limit: int, now: datetime) -> tuple[str, list[Any]]:
         qn = self.qn

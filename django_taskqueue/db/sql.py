@@ -222,6 +222,9 @@ class SQLDatabase(GenericDatabase):
         if claimant.queues:
             where += f" AND {qn('queue')} IN ({', '.join(['%s'] * len(claimant.queues))})"
             params.extend(claimant.queues)
+        if claimant.paused:
+            where += f" AND {qn('queue')} NOT IN ({', '.join(['%s'] * len(claimant.paused))})"
+            params.extend(claimant.paused)
         return where, params
 
     def claim_sql(self, claimant: Claimant, limit: int, now: datetime) -> tuple[str, list[Any]]:

@@ -117,6 +117,8 @@ class Worker(Upkeep):
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._maybe_more = True
+        self._paused: frozenset[str] = frozenset()
+        self._all_paused = False
         self._threads: list[threading.Thread] = []
         self.limits = TimeLimits()
         self.outcome_log = OutcomeLog(self.lock_id)
@@ -197,7 +199,9 @@ class Worker(Upkeep):
         self.watchdog.start()
         self._threads = [self._start_executor(index) for index in range(self.workers)]
         if self._listen and self.db.can_listen():
-            self._listener = Listener(self.using, self.notify, self.queues, self._outage)
+            self._listener = Listener(
+                self.using, self.notify, self.queues, self._outage, self.pauses_changed
+            )
             self._listener.start()
 
     def _outage(self) -> None:
@@ -208,7 +212,7 @@ class Worker(Upkeep):
     def _loop(self) -> None:
         failures = 0
         self.next_poll = self.next_heartbeat = self.next_recover = time.monotonic()
-        self.next_schedule = self.next_poll
+        self.next_schedule = self.next_pause_check = self.next_poll
         self.started.set()
         self.liveness.started()
         while not self._stopping.is_set():
@@ -244,7 +248,7 @@ class Worker(Upkeep):
             return False
         if self.max_tasks is not None and self.claimed >= self.max_tasks:
             return True
-        return self.burst and not self._maybe_more
+        return self.burst and (not self._maybe_more or self._all_paused)
 
     def _claim_size(self) -> int:
         """How many tasks to claim now: 0 without room or reason to.
@@ -256,7 +260,7 @@ class Worker(Upkeep):
         leaves them idle for every round trip: the next batch is then claimed as soon
         as one is handed over, while its tasks run, so up to two batches wait.
         """
-        if not self._maybe_more:
+        if not self._maybe_more or self._all_paused:
             return 0
         waiting = self._ready.qsize()
         if self._starved and waiting <= self.buffer_size:

@@ -21,12 +21,14 @@ class Listener(threading.Thread):
         on_notify: Callable[[], None],
         queues: Sequence[str] | None = None,
         on_error: Callable[[], None] | None = None,
+        on_control: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name="taskqueue-listener", daemon=True)
         self.using = using
         self.on_notify = on_notify
         self.queues = set(queues) if queues else None
         self.on_error = on_error
+        self.on_control = on_control  # the paused queues changed
         self.stopping = threading.Event()
         self.listening = threading.Event()
 
@@ -52,7 +54,10 @@ class Listener(threading.Thread):
                 self.on_notify()
                 while not self.stopping.is_set():
                     for payload in db.notifications(conn, timeout=1.0):
-                        if self._wanted(payload):
+                        if payload is None:
+                            if self.on_control is not None:
+                                self.on_control()
+                        elif self._wanted(payload):
                             self.on_notify()
             except Exception as exc:
                 self.listening.clear()

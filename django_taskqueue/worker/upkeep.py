@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..retention import start_pruning
@@ -56,6 +57,11 @@ class Upkeep:
     next_recover: float
     next_schedule: float
     next_poll: float
+    next_pause_check: float
+    queues: list[str] | None
+    _paused: frozenset[str]
+    _all_paused: bool
+    _wake: threading.Event
 
     def stop(self) -> None:
         raise NotImplementedError
@@ -78,10 +84,44 @@ class Upkeep:
             self.next_poll = now + self.poll_interval
         if now >= self.presence.next_refresh:
             self.presence.refresh(self.clock())
+        if now >= self.next_pause_check:
+            self._read_pauses()
+            self.next_pause_check = now + self.poll_interval
+
+    def pauses_changed(self) -> None:
+        """The listener heard that the paused queues changed: read them at once."""
+        self.next_pause_check = 0.0
+        self._wake.set()
+
+    def _read_pauses(self) -> None:
+        """Claim from no paused queue: read them (one small query a poll interval)."""
+        paused = self.db.paused_queues()
+        if paused == self._paused:
+            return
+        served = self.queues
+        for queue in sorted(paused - self._paused):
+            if not served or queue in served:
+                logger.info("worker %s: queue %r is paused", self.lock_id, queue)
+        for queue in sorted(self._paused - paused):
+            if not served or queue in served:
+                logger.info("worker %s: queue %r is resumed", self.lock_id, queue)
+                self._maybe_more = True
+        self._paused = paused
+        if served:
+            kept = tuple(q for q in served if q not in paused)
+            self._all_paused = not kept
+            self.claimant = replace(self.claimant, queues=kept or tuple(served))
+        else:
+            self.claimant = replace(self.claimant, paused=tuple(sorted(paused)))
 
     def _next_deadline(self) -> float:
         """When the loop must turn next even if nothing wakes it."""
-        deadlines = [self.next_heartbeat, self.next_recover, self.presence.next_refresh]
+        deadlines = [
+            self.next_heartbeat,
+            self.next_recover,
+            self.presence.next_refresh,
+            self.next_pause_check,
+        ]
         if self.scheduler:
             deadlines.append(self.next_schedule)
         if self.poll_storage:

@@ -95,6 +95,10 @@ def json_document(status: Status) -> str:
         "oldest_due": iso(status.oldest_due),
         "lag_seconds": None if lag is None else round(lag.total_seconds(), 3),
         "failed_last_hour": status.failed_last_hour,
+        "paused_queues": [
+            {"queue": queue, "paused_at": iso(at), "reason": reason}
+            for queue, at, reason in status.paused
+        ],
         "workers": [worker_json(worker, status.now) for worker in status.workers],
     }
     return json.dumps(document, indent=2)
@@ -173,6 +177,9 @@ def as_text(status: Status, by_name: bool) -> str:
             f"{status.oldest_due:%Y-%m-%d %H:%M:%S %Z})"
         )
     lines.append(f"Failed in the last hour: {status.failed_last_hour:,}")
+    for queue, at, reason in status.paused:
+        why = f": {reason}" if reason else ""
+        lines.append(f"Paused: queue {queue!r} since {at:%Y-%m-%d %H:%M:%S %Z}{why}")
     live = len(status.live_workers)
     dead = len(status.workers) - live
     lines.append(f"Workers: {live} live, {dead} dead")
