@@ -120,10 +120,12 @@ def test_name_and_priority_filters(admin_client):
 
 
 @pytest.mark.parametrize(
-    "term", ["resize_image", "invoice-42", "DiskFull", "{id}"], ids=["name", "sig", "err", "id"]
+    "term",
+    ["noop", "invoice-42", "error:DiskFull", "{id}"],
+    ids=["name", "sig", "err", "id"],
 )
 def test_task_search(admin_client, term):
-    wanted = TaskFactory(name="resize_image", signature="invoice-42", error="OSError: DiskFull")
+    wanted = TaskFactory(name="tests.noop", signature="invoice-42", error="OSError: DiskFull")
     TaskFactory(name="tests.other")
     response = admin_client.get(TASKS, {"q": term.format(id=wanted.pk)})
     assert list(response.context["cl"].result_list) == [wanted]
@@ -341,7 +343,7 @@ def test_cancel_across_every_page_of_a_filter(admin_client, one_of_each):
 
 def test_tasks_have_no_plain_delete_action(admin_client, one_of_each):
     response = admin_client.get(TASKS)
-    assert action_names(response) == ["run_now", "cancel"]
+    assert action_names(response) == ["run_now", "cancel", "pause_queues", "resume_queues"]
 
 
 # Retry -----------------------------------------------------------------------------------

@@ -6,10 +6,14 @@ set) that is a failure, so the test cannot quietly stop running there.
 
 import os
 import shutil
+import signal
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
@@ -18,7 +22,7 @@ from django_taskqueue.admin.chart import nice_ceiling
 from django_taskqueue.models import FailedTask, Task, WorkerRecord
 from tests.factories import FailedTaskFactory
 from tests.models import Run
-from tests.processes import worker
+from tests.processes import wait_for, worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -149,3 +153,64 @@ def test_the_task_list_charts_what_a_real_worker_did(live_server, tmp_path):
 
     assert sum(counts) == 5
     assert heights == pytest.approx(expected_heights, abs=0.05)
+
+
+def test_a_queue_paused_in_the_admin_waits_for_its_resume(live_server, tmp_path):
+    User.objects.create_superuser("admin", password="pause-it")
+
+    def log_in(page):
+        page.goto(live_server.url + reverse("admin:login"))
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", "pause-it")
+        page.click("input[type=submit]")
+
+    with chromium_page() as page:
+        from playwright.sync_api import expect
+
+        log_in(page)
+        page.get_by_role("link", name="Paused queues").first.click()
+        page.get_by_role("link", name="Add paused queue").click()
+        page.fill("#id_queue", "exports")
+        page.fill("#id_reason", "partner API down")
+        page.click("input[name=_save]")
+        expect(page.locator("ul.messagelist")).to_have_text(
+            "Paused queue “exports”: no worker claims its tasks until it is resumed."
+        )
+        page.goto(live_server.url + reverse("admin:django_taskqueue_task_changelist"))
+        expect(page.locator(".taskqueue-paused")).to_contain_text("exports")
+        expect(page.locator(".taskqueue-paused")).to_contain_text("partner API down")
+
+    enqueue_many([("tests.record", {"n": n}) for n in range(3)], queue="exports")
+    enqueue("tests.record", {"n": "other"})
+    proc = worker(tmp_path / "worker.log", "--workers", "2")
+    try:
+        wait_for(lambda: Run.objects.filter(arguments__n="other").exists(), 60, 0.1, "a run")
+        # A few of the worker's polls (POLL_INTERVAL is 0.2 s in the tests) after it ran
+        # the other queue's task: the paused queue's tasks are still waiting.
+        time.sleep(10 * settings.TASKQUEUE["POLL_INTERVAL"])
+        assert Run.objects.count() == 1
+        assert Task.objects.filter(queue="exports").count() == 3
+
+        with chromium_page() as page:
+            from playwright.sync_api import expect
+
+            log_in(page)
+            page.goto(live_server.url + reverse("admin:django_taskqueue_pausedqueue_changelist"))
+            row = page.locator("#result_list tbody tr", has_text="exports")
+            expect(row).to_contain_text("partner API down")
+            row.locator("input.action-select").check()
+            page.select_option("select[name=action]", "resume")
+            page.click("button[name=index]")
+            expect(page.locator("ul.messagelist")).to_have_text(
+                "Resumed queue exports: workers claim its tasks again."
+            )
+            page.goto(live_server.url + reverse("admin:django_taskqueue_task_changelist"))
+            expect(page.locator(".taskqueue-paused")).to_have_count(0)
+
+        wait_for(lambda: Run.objects.count() == 4, 60, 0.1, "the paused queue's tasks")
+        assert not Task.objects.exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0, (tmp_path / "worker.log").read_text()
+    assert LogEntry.objects.filter(object_repr="exports").count() == 2

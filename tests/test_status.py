@@ -151,7 +151,7 @@ def test_json_shape(queue, now):
     document = status_json()
     assert set(document) == {
         "version", "database", "now", "count_limit", "tasks", "totals",
-        "oldest_due", "lag_seconds", "failed_last_hour", "workers",
+        "oldest_due", "lag_seconds", "failed_last_hour", "paused_queues", "workers",
     }  # fmt: skip
     assert document["version"] == 1
     assert document["database"] == "default"

@@ -1,5 +1,7 @@
 """The admin: the queue (``Task``), the failure log (``FailedTask``), the periodic
-schedules (``ScheduleRecord``) and the workers (``WorkerRecord``), with actions."""
+schedules (``ScheduleRecord``), the workers (``WorkerRecord``), the paused queues
+(``PausedQueue``) and the results of Django's tasks framework (``TaskResultRecord``),
+with actions."""
 
 from .base import (
     ESTIMATE_ABOVE,
@@ -11,6 +13,8 @@ from .base import (
 )
 from .failed import FailedTaskAdmin, _requeued, _retry
 from .filters import StateFilter
+from .queues import PausedQueueAdmin
+from .results import TaskResultAdmin
 from .schedules import ScheduleAdmin
 from .tasks import TaskAdmin
 from .workers import WorkerAdmin
@@ -20,11 +24,13 @@ __all__ = [
     "ID_BATCH",
     "EstimatedCountPaginator",
     "FailedTaskAdmin",
+    "PausedQueueAdmin",
     "QueueChangeList",
     "QueueModelAdmin",
     "ScheduleAdmin",
     "StateFilter",
     "TaskAdmin",
+    "TaskResultAdmin",
     "WorkerAdmin",
     "_requeued",
     "_retry",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -11,8 +10,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.urls import URLPattern, path
@@ -20,9 +18,12 @@ from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from ..db import queue_db
-from ..models import TASK_FIELD_NAMES, FailedTask, Task
-from .base import QueueModelAdmin, _base_actions, _batches
+from .. import operations
+from ..models import FailedTask, Task
+from .arguments import ArgumentsAdmin
+from .base import _base_actions
+from .filters import NameFilter, QueueFilter
+from .history import log_retried, retry_watch
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -31,15 +32,23 @@ RETRY_BATCH = 1000
 
 
 @admin.register(FailedTask)
-class FailedTaskAdmin(QueueModelAdmin):
-    list_display = ["name", "failed_at", "retry_count", "short_error"]
-    list_filter = ["name"]
+class FailedTaskAdmin(ArgumentsAdmin):
+    list_display = [
+        "task_name",
+        "queue",
+        "failed_at",
+        "retry_count",
+        "arguments_preview",
+        "short_error",
+    ]
+    list_filter = [NameFilter, QueueFilter]
     date_hierarchy = "failed_at"
-    search_fields = ["name", "signature", "error", "=task_id"]
+    # "=": exact matches, through an index; the error text only after "error:".
+    search_fields = ["name", "=signature", "=task_id"]
     actions = ["retry"]
-    readonly_fields = ["arguments_json", "error_traceback"]
+    readonly_fields = ["task_name", "arguments_json", "error_traceback"]
     fieldsets = [
-        (None, {"fields": ["name", "task_id", "queue", "priority", "signature"]}),
+        (None, {"fields": ["task_name", "task_id", "queue", "priority", "signature"]}),
         (_("Failure"), {"fields": ["failed_at", "created_at", "retry_count", "retry_max"]}),
         (_("Arguments"), {"fields": ["arguments_json"]}),
         (_("Traceback"), {"fields": ["error_traceback"]}),
@@ -69,7 +78,9 @@ class FailedTaskAdmin(QueueModelAdmin):
         as does one whose task is queued again already (retried before, or selected
         twice: the newest failure of a task is the one retried).
         """
+        watched = retry_watch(queryset)
         selected, candidates, retried, conflict = _retry(queryset, timezone.now())
+        log_retried(request, queryset.db, watched, retried)
         if conflict and not retried:
             self.message_user(
                 request,
@@ -168,51 +179,12 @@ class FailedTaskAdmin(QueueModelAdmin):
 
 
 def _retry(queryset: QuerySet[FailedTask], now: datetime) -> tuple[int, int, int, bool]:
-    """Retry the newest failures first, RETRY_BATCH per transaction, so that a selection
-    of any size takes bounded memory and short locks. Returns how many were selected,
-    tried and stored, and whether a concurrent retry of the same tasks stopped it."""
-    using = queryset.db
-    selected = tried = stored = 0
-    ordered = queryset.defer(None).order_by("-failed_at", "-pk")
-    page = ordered
-    while True:
-        try:
-            with transaction.atomic(using=using):
-                failures = list(page.select_for_update()[:RETRY_BATCH])
-                if not failures:
-                    return selected, tried, stored, False
-                counts = _retry_batch(failures, using, now)
-        except IntegrityError:
-            # Another retry of the same tasks committed between our check and insert.
-            return selected, tried, stored, True
-        selected += len(failures)
-        tried += counts[0]
-        stored += counts[1]
-        last = failures[-1]
-        page = ordered.filter(
-            Q(failed_at__lt=last.failed_at) | Q(failed_at=last.failed_at, pk__lt=last.pk)
-        )
+    """Retry the newest failures first, RETRY_BATCH per transaction, with the function
+    ``taskqueue_retry`` uses (:func:`~django_taskqueue.operations.retry_failures`).
+    Returns how many were selected, tried and stored, and whether a concurrent retry
+    of the same tasks stopped it."""
+    report = operations.retry_failures(queryset, now=now, batch_size=RETRY_BATCH)
+    return report.selected, report.tried, report.retried, report.conflict
 
 
-def _retry_batch(failures: list[FailedTask], using: str, now: datetime) -> tuple[int, int]:
-    """Retry the newest failure of each task in ``failures`` whose task is not queued
-    already (a later batch then skips that task's older failures)."""
-    newest: dict[Any, FailedTask] = {}
-    for failure in failures:
-        newest.setdefault(failure.task_id, failure)
-    queued: set[uuid.UUID] = set()
-    for ids in _batches(list(newest)):
-        queued.update(Task.objects.using(using).filter(pk__in=ids).values_list("pk", flat=True))
-    candidates = [f for f in newest.values() if f.task_id not in queued]
-    stored = {task.pk for task in queue_db(using).insert([_requeued(f, now) for f in candidates])}
-    retried = [f.pk for f in candidates if f.task_id in stored]
-    for ids in _batches(retried):
-        FailedTask.objects.using(using).filter(pk__in=ids).delete()
-    return len(candidates), len(retried)
-
-
-def _requeued(failure: FailedTask, now: datetime) -> Task:
-    """The queued task a failure goes back to: the same task, with a fresh start."""
-    values = {name: getattr(failure, name) for name in TASK_FIELD_NAMES}
-    values.update(retry_count=0, start_at=now, lock_id=None, locked_until=None)
-    return Task(id=failure.task_id, **values)
+_requeued = operations.requeued

@@ -1,5 +1,6 @@
 """The queue's admin (``Task``): state counts, the throughput chart, the worker holding
-each running task, and the run now and cancel actions."""
+each running task, the paused queues, and the run now, cancel, pause and resume
+actions."""
 
 from __future__ import annotations
 
@@ -15,16 +16,20 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
-from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from ..db import queue_db
 from ..models import Task, TaskQuerySet, TaskState, WorkerRecord
-from .base import QueueChangeList, QueueModelAdmin, _base_actions
+from ..operations import cancel_matching
+from .arguments import ArgumentsChangeList
+from .base import _base_actions
 from .chart import drawing, series
-from .filters import StateFilter
-from .workers import worker_link, workers
+from .filters import NameFilter, PriorityFilter, QueueFilter, StateFilter
+from .history import CHANGE, DELETION, PATH, change_logged, label
+from .queues import QueuePausingAdmin, paused_list_url, paused_notice
+from .task_page import TaskPageAdmin, start_html
+from .workers import worker_link, worker_rows, workers
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -38,7 +43,7 @@ def _state_badge(state: TaskState) -> SafeString:
     )
 
 
-class TaskChangeList(QueueChangeList):
+class TaskChangeList(ArgumentsChangeList):
     """Reads the worker records once: for the chart, and the worker of each listed task."""
 
     worker_records: list[WorkerRecord]
@@ -46,11 +51,7 @@ class TaskChangeList(QueueChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         # Stopped workers' rows too: their history still counts in the chart.
-        self.worker_records = list(
-            workers(self.root_queryset.db)
-            .order_by()
-            .only("id", "hostname", "pid", "stopped_at", "history")
-        )
+        self.worker_records = worker_rows(request, self.root_queryset.db)
         holders = {r.pk: r for r in self.worker_records if r.stopped_at is None}
         for task in self.result_list:
             if task.lock_id is not None:
@@ -58,17 +59,28 @@ class TaskChangeList(QueueChangeList):
 
 
 @admin.register(Task)
-class TaskAdmin(QueueModelAdmin):
-    list_display = ["name", "state", "priority", "start", "retry_count", "worker", "short_error"]
-    list_filter = [StateFilter, "name", "priority"]
-    search_fields = ["name", "signature", "error", "=id"]
+class TaskAdmin(TaskPageAdmin, QueuePausingAdmin):
+    list_display = [
+        "task_name",
+        "queue",
+        "state",
+        "priority",
+        "start",
+        "retry_count",
+        "worker",
+        "arguments_preview",
+        "short_error",
+    ]
+    list_filter = [StateFilter, NameFilter, QueueFilter, PriorityFilter]
+    # "=": exact matches, through an index; the error text only after "error:".
+    search_fields = ["name", "=signature", "=id"]
     # The order of taskqueue_task_locked_idx, so the first page never sorts the whole table:
     # stale and running tasks first, then the rest in the order workers claim them.
     ordering = [F("locked_until").asc(nulls_last=True), "priority", "start_at", "pk"]
-    actions = ["run_now", "cancel"]
-    readonly_fields = ["state", "held_by", "arguments_json", "error_traceback"]
+    actions = ["run_now", "cancel", "pause_queues", "resume_queues"]
+    readonly_fields = ["task_name", "state", "held_by", "arguments_json", "error_traceback"]
     fieldsets = [
-        (None, {"fields": ["name", "state", "queue", "priority", "signature", "id"]}),
+        (None, {"fields": ["task_name", "state", "queue", "priority", "signature", "id"]}),
         (_("Schedule"), {"fields": ["created_at", "start_at", "retry_count", "retry_max"]}),
         (_("Claim"), {"fields": ["held_by", "locked_until"]}),
         (_("Arguments"), {"fields": ["arguments_json"]}),
@@ -81,20 +93,7 @@ class TaskAdmin(QueueModelAdmin):
 
     @admin.display(description=_("start at"), ordering="start_at")
     def start(self, task: Task) -> SafeString:
-        now = timezone.now()
-        if abs((task.start_at - now).total_seconds()) < 60:
-            relative = gettext("now")
-        elif task.start_at > now:
-            relative = gettext("in %(time)s") % {"time": timeuntil(task.start_at, now, depth=1)}
-        else:
-            relative = gettext("%(time)s ago") % {"time": timesince(task.start_at, now, depth=1)}
-        exact = formats.localize(timezone.localtime(task.start_at))
-        return format_html(
-            '<time class="taskqueue-time" datetime="{}" title="{}">{}</time>',
-            task.start_at.isoformat(),
-            exact,
-            relative,
-        )
+        return start_html(task.start_at, timezone.now())
 
     def _holder(self, task: Task) -> WorkerRecord | None:
         if task.lock_id is None:
@@ -135,7 +134,12 @@ class TaskAdmin(QueueModelAdmin):
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         states = self.state_counts(request)
-        extra_context = {**(extra_context or {}), "taskqueue_states": states}
+        extra_context = {
+            **(extra_context or {}),
+            "taskqueue_states": states,
+            "taskqueue_paused": paused_notice(self.get_queryset(request).db),
+            "taskqueue_paused_url": paused_list_url(request),
+        }
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         changelist = context.get("cl") if isinstance(context, dict) else None
@@ -153,13 +157,16 @@ class TaskAdmin(QueueModelAdmin):
         On a big PostgreSQL table, ready and scheduled tasks are the planner's estimates.
         """
         queryset = self.get_queryset(request)
-        found = queue_db(queryset.db).count_states(queryset, timezone.now(), self.estimate_above)
+        found = queue_db(queryset.db).count_states(
+            queryset, timezone.now(), self.estimate_above, self.count_limit
+        )
         active = request.GET.get(StateFilter.parameter_name)
         states = [
             {
                 "label": _state_badge(state),
                 "count": formats.number_format(found.counts[state], force_grouping=True),
                 "estimated": state in found.estimated,
+                "capped": state in found.capped,
                 "url": "?" + urlencode({StateFilter.parameter_name: state.value}),
                 "active": active == state.value,
             }
@@ -171,6 +178,8 @@ class TaskAdmin(QueueModelAdmin):
             "all_active": active not in TaskState.values,
             "estimated": bool(found.estimated),
             "estimate_above": formats.number_format(self.estimate_above, force_grouping=True),
+            "capped": bool(found.capped),
+            "count_limit": formats.number_format(self.count_limit, force_grouping=True),
             "due_now": found.counts[TaskState.READY],
             "due_estimated": TaskState.READY in found.estimated,
         }
@@ -181,7 +190,13 @@ class TaskAdmin(QueueModelAdmin):
         now = timezone.now()
         queryset = queryset.order_by()
         selected = queryset.count()
-        moved = queryset.scheduled(now).update(start_at=now)
+        moved = change_logged(
+            request,
+            queryset.scheduled(now),
+            lambda tasks: tasks.update(start_at=now),
+            CHANGE,
+            gettext("Run now: due at once."),
+        )
         logger.info("admin: %s moved %d scheduled tasks to run now", request.user, moved)
         if moved:
             self.message_user(
@@ -221,7 +236,13 @@ class TaskAdmin(QueueModelAdmin):
         cancellable = queryset.filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
         running = queryset.filter(locked_until__gte=now).count()
         if request.POST.get("post") == "yes":
-            cancelled = cancellable.delete()[0]
+            cancelled = change_logged(
+                request,
+                cancellable,
+                lambda tasks: cancel_matching(tasks).cancelled,
+                DELETION,
+                gettext("Cancelled."),
+            )
             logger.info("admin: %s cancelled %d tasks", request.user, cancelled)
             if cancelled:
                 self.message_user(
@@ -248,7 +269,12 @@ class TaskAdmin(QueueModelAdmin):
             "media": self.media,
             "count": count,
             "running": running,
-            "tasks": list(cancellable.order_by(*self.ordering)[:shown]),
+            "tasks": [
+                (pk, label(name, path))
+                for pk, name, path in cancellable.order_by(*self.ordering).values_list(
+                    "pk", "name", PATH
+                )[:shown]
+            ],
             "more": max(0, count - shown),
             "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
             "select_across": request.POST.get("select_across") == "1",

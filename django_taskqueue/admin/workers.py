@@ -30,6 +30,20 @@ def workers(using: str | None = None) -> WorkerRecordQuerySet:
     return WorkerRecord.objects.using(using or conf.DATABASE)
 
 
+READ = "_taskqueue_worker_records"
+
+
+def worker_rows(request: HttpRequest, using: str) -> list[WorkerRecord]:
+    """Every worker record, stopped ones too, read once per request: the chart, the
+    links to the workers holding tasks and the queue filter's choices share them."""
+    read: tuple[str, list[WorkerRecord]] | None = getattr(request, READ, None)
+    if read is None or read[0] != using:
+        fields = ("id", "hostname", "pid", "queues", "stopped_at", "history")
+        read = (using, list(workers(using).order_by().only(*fields)))
+        setattr(request, READ, read)
+    return read[1]
+
+
 def ago(moment: datetime, now: datetime) -> str:
     """ "12 seconds ago", "3 minutes ago": workers refresh their rows every few seconds."""
     seconds = int((now - moment).total_seconds())
@@ -205,6 +219,8 @@ class WorkerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic in stu
         now = timezone.now()
         records = cast(WorkerRecordQuerySet, queryset.order_by())
         alive = records.alive(now).count()
+        # Written to the admin's history first, as Django's own delete action does.
+        self.log_deletions(request, records.dead(now).only("id", "hostname", "pid"))
         deleted = records.dead(now).delete()[1].get(WorkerRecord._meta.label, 0)
         if deleted:
             self.message_user(

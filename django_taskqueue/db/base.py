@@ -19,6 +19,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..results import Error, Requeue, Result
 from .control import QueueControl
+from .listing import COUNT_LIMIT, ListQueries
 from .records import WorkerRecords
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def mark_stored(tasks: Iterable[Task], using: str) -> None:
         task._state.db = using
 
 
-class QueueDatabase(WorkerRecords, QueueControl):
+class QueueDatabase(WorkerRecords, QueueControl, ListQueries):
     """Every statement the queue runs, on one database alias.
 
     :class:`~django_taskqueue.db.generic.GenericDatabase` implements each method with
@@ -228,15 +229,16 @@ class QueueDatabase(WorkerRecords, QueueControl):
         None for a change of the paused queues."""
         raise NotImplementedError
 
-    # The admin
-    def estimated_count(self, queryset: QuerySet[Any]) -> int | None:
-        """The planner's row estimate for ``queryset``, where the database has one."""
-        return None
-
+    # The admin (and db/listing.py)
     def count_states(
-        self, queryset: QuerySet[Task], now: datetime, estimate_above: int
+        self,
+        queryset: QuerySet[Task],
+        now: datetime,
+        estimate_above: int,
+        count_limit: int = COUNT_LIMIT,
     ) -> StateCounts:
-        """Tasks per derived state in ``queryset``; estimated above ``estimate_above``."""
+        """Tasks per derived state in ``queryset``: estimated above ``estimate_above``
+        where the database estimates, else each counted up to ``count_limit``."""
         raise NotImplementedError
 
 
@@ -248,3 +250,6 @@ class StateCounts:
     counts: dict[str, int]
     total: int
     estimated: frozenset[str] = frozenset()
+    # States with more tasks than the count limit: their count is that limit, and the
+    # total is a lower bound.
+    capped: frozenset[str] = frozenset()

@@ -33,6 +33,7 @@ from .base import (
     mark_stored,
     without_repeated_signatures,
 )
+from .listing import COUNT_LIMIT
 
 if TYPE_CHECKING:
     from ..schedules import Schedule
@@ -158,27 +159,44 @@ class GenericDatabase(QueueDatabase):
     # The admin ----------------------------------------------------------------------
 
     def count_states(
-        self, queryset: QuerySet[Task], now: datetime, estimate_above: int
+        self,
+        queryset: QuerySet[Task],
+        now: datetime,
+        estimate_above: int,
+        count_limit: int = COUNT_LIMIT,
     ) -> StateCounts:
-        """One aggregate query. Above ``estimate_above`` rows (where the database
-        estimates), ready and scheduled tasks are estimates; claimed ones are few and
-        counted exactly through taskqueue_task_locked_idx."""
+        """Above ``estimate_above`` rows (where the database estimates), ready and
+        scheduled tasks are estimates; claimed ones are few and counted exactly through
+        taskqueue_task_locked_idx. Elsewhere, a queue of more than ``count_limit``
+        tasks has each state counted up to that limit, through its index."""
         queryset = queryset.order_by()
         conditions = state_conditions(now)
         total = self.estimated_count(queryset)
-        estimated = total is not None and total > estimate_above
-        counted = queryset.filter(locked_until__isnull=False) if estimated else queryset
-        exact = [TaskState.RUNNING, TaskState.STALE] if estimated else list(TaskState)
-        aggregate = counted.aggregate(
-            **{state.value: Count("pk", filter=conditions[state]) for state in exact}
-        )
-        counts: dict[str, int] = {state: aggregate[state.value] for state in exact}
-        if total is None or not estimated:
+        if total is not None and total > estimate_above:
+            claimed = queryset.filter(locked_until__isnull=False)
+            exact = [TaskState.RUNNING, TaskState.STALE]
+            counts = self.count_each(claimed, {s: conditions[s] for s in exact})
+            guessed = (TaskState.READY, TaskState.SCHEDULED)
+            for state in guessed:
+                counts[state] = self.estimated_count(queryset.filter(conditions[state])) or 0
+            return StateCounts(counts=counts, total=total, estimated=frozenset(guessed))
+        if self.count_up_to(queryset, count_limit) <= count_limit:
+            counts = self.count_each(queryset, {s: conditions[s] for s in TaskState})
             return StateCounts(counts=counts, total=sum(counts.values()))
-        guessed = (TaskState.READY, TaskState.SCHEDULED)
-        for state in guessed:
-            counts[state] = self.estimated_count(queryset.filter(conditions[state])) or 0
-        return StateCounts(counts=counts, total=total, estimated=frozenset(guessed))
+        counts, capped = {}, set()
+        for state in TaskState:
+            counted = self.count_up_to(queryset.filter(conditions[state]), count_limit)
+            if counted > count_limit:
+                capped.add(state)
+            counts[state] = min(counted, count_limit)
+        return StateCounts(counts=counts, total=sum(counts.values()), capped=frozenset(capped))
+
+    def count_each(self, queryset: QuerySet[Task], conditions: dict[str, Q]) -> dict[str, int]:
+        """Rows of ``queryset`` meeting each condition, in one aggregate query."""
+        aggregate = queryset.aggregate(
+            **{str(key): Count("pk", filter=q) for key, q in conditions.items()}
+        )
+        return {key: aggregate[str(key)] for key in conditions}
 
     # Finishing and recovering -----------------------------------------------------
 

@@ -49,6 +49,9 @@ class PostgreSQLDatabase(SQLDatabase):
         """Whether the layer may prepare statements in this process."""
         return conf.PREPARE_STATEMENTS and not self.lost_prepared and _psycopg3()
 
+    # B-tree indexes keep NULLs last: the task list's order is the index's.
+    nulls_last_by_index = True
+
     def check_support(self) -> str | None:
         return None
 
