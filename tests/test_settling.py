@@ -1,6 +1,8 @@
 """Outcomes the database refuses: stored one by one, a refused one moved to the failure
 log, and one that cannot even be moved left to its claim's expiry."""
 
+import re
+
 import pytest
 from django.db import connection, connections
 
@@ -80,7 +82,11 @@ def test_an_outcome_that_cannot_even_be_moved_to_the_failure_log_is_left_to_expi
     lines = [r.getMessage() for r in caplog.records]
     # The batch was refused, so each outcome was stored on its own ...
     batch_line = next(line for line in lines if "storing them one by one" in line)
-    assert batch_line.startswith(f"worker {worker.lock_id} could not store 2 outcome(s) at once (")
+    # Both, or the refused one alone when the other finished more than ACK_DELAY
+    # earlier (a loaded machine) and was acknowledged on its own.
+    assert re.match(
+        rf"worker {worker.lock_id} could not store [12] outcome\(s\) at once \(", batch_line
+    )
     assert "refused by a test trigger" in batch_line
     # ... the other task's retry went in ...
     assert Task.objects.using(alias).get(pk=fine.pk).retry_count == 1
