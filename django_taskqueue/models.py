@@ -20,6 +20,7 @@ from .constants import (
     QUEUE_MAX_LENGTH,
     SIGNATURE_MAX_LENGTH,
 )
+from .outcomes import task_label
 from .uuids import uuid7
 
 
@@ -161,7 +162,7 @@ class Task(TaskFields):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.id})"
+        return f"{task_label(self)} ({self.id})"
 
     def state(self, now: datetime | None = None) -> TaskState:
         now = now or timezone.now()
@@ -182,7 +183,7 @@ class FailedTask(TaskFields):
         ordering = [models.F("failed_at").desc()]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.task_id}) failed"
+        return f"{task_label(self)} ({self.task_id}) failed"
 
     @classmethod
     def from_task(cls, task: Task, error: str, failed_at: datetime | None = None) -> FailedTask:

@@ -12,7 +12,7 @@ from .results import Error, Requeue
 
 if TYPE_CHECKING:
     from .db import FinishReport
-    from .models import Task
+    from .models import FailedTask, Task
     from .results import Result
 
 
@@ -24,7 +24,7 @@ def package_version() -> str:
         return "0.0.0"
 
 
-def task_label(task: Task) -> str:
+def task_label(task: Task | FailedTask) -> str:
     """The name to show and count a task under: a framework task's function path."""
     if task.name == FRAMEWORK_TASK and isinstance(task.arguments, dict):
         return str(task.arguments.get("path", task.name))

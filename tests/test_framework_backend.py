@@ -444,3 +444,19 @@ def test_a_process_imports_the_framework_only_to_run_a_framework_task():
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.split() == ["False", "False"]
+
+
+def test_a_paused_queue_pauses_framework_tasks_too():
+    from django_taskqueue import pause_queue, resume_queue
+
+    paused = tasks.add.using(queue_name="emails").enqueue(1, 2)
+    other = tasks.add.using(queue_name="reports").enqueue(3, 4)
+    pause_queue("emails")
+    burst()
+    paused.refresh()
+    other.refresh()
+    assert (paused.status, other.status) == ("READY", "SUCCESSFUL")
+    resume_queue("emails")
+    burst()
+    paused.refresh()
+    assert (paused.status, paused.return_value) == ("SUCCESSFUL", 3)
