@@ -10,17 +10,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from django_taskqueue.conf import conf
-from django_taskqueue.management.options import add_database_argument, non_negative_float
-
-
-def worker_count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must not be negative")
-    return number
+from django_taskqueue.management.options import (
+    add_database_argument,
+    non_negative_float,
+    non_negative_int,
+)
 
 
 class Command(BaseCommand):
@@ -32,7 +26,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--min-workers",
-            type=worker_count,
+            type=non_negative_int,
             default=1,
             metavar="N",
             help="Unhealthy with fewer live workers (per --queue) (default: %(default)r).",
